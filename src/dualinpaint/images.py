@@ -99,6 +99,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -109,7 +110,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save_image_atomic(image: Image.Image, path: str | os.PathLike, format: str | None = None, **params) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_image_atomic(
+    image: Image.Image, path: str | os.PathLike, format: str | None = None, **params
+) -> None:
     """Save a PIL image atomically (temporary file + rename); format from the suffix unless given."""
     import io
 

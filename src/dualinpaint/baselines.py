@@ -1,0 +1,143 @@
+"""Classical (non-learned) inpainting baselines behind one signature.
+
+Every baseline is ``fn(image, mask) -> image`` with ``image`` a float tensor N×3×H×W in [-1, 1] (usually
+N = 1), ``mask`` N×1×H×W (or 1×1×H×W) with 1 = hole, binarised at 0.5. The image is quantised to uint8
+(round, clip, as :func:`dualinpaint.images.tensor_to_pil` does), filled by the third-party routine, and
+composited: outside the hole the result is exactly the quantised input, so a baseline changes hole pixels
+only. The result is float32 N×3×H×W in [-1, 1] on the input's device.
+
+| name | routine | package |
+|---|---|---|
+| telea | ``cv2.inpaint(..., cv2.INPAINT_TELEA)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
+| ns | ``cv2.inpaint(..., cv2.INPAINT_NS)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
+| biharmonic | ``skimage.restoration.inpaint_biharmonic`` | scikit-image (``dualinpaint[eval]``) |
+| patchmatch | ``patchmatch_cython.inpaint_pyramid``, patch 5, seed 0 | patchmatch-cython |
+
+Optional packages are imported inside the functions; a missing one raises ``ImportError`` naming what to
+install. :func:`available_baselines` lists the names whose packages import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .images import pil_to_tensor, tensor_to_pil
+
+Baseline = Callable[[Tensor, Tensor], Tensor]
+
+_EVAL_HINT = "pip install 'dualinpaint[eval]'"
+_REQUIRES = {
+    "telea": ("cv2", f"opencv is not installed: {_EVAL_HINT}"),
+    "ns": ("cv2", f"opencv is not installed: {_EVAL_HINT}"),
+    "biharmonic": ("skimage", f"scikit-image is not installed: {_EVAL_HINT}"),
+    "patchmatch": ("patchmatch_cython", "patchmatch-cython is not installed: pip install patchmatch-cython"),
+}
+
+
+def _import(name: str):
+    """Import the optional module that baseline ``name`` needs, or raise ImportError with the install hint."""
+    module, hint = _REQUIRES[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(hint) from None
+
+
+def _apply(image: Tensor, mask: Tensor, fill: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Tensor:
+    """Quantise, call ``fill(rgb uint8 H×W×3, hole bool H×W) -> uint8 H×W×3`` per image, composite."""
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"expected an image N×3×H×W, got {tuple(image.shape)}")
+    n, _, h, w = image.shape
+    if (
+        mask.dim() != 4
+        or mask.shape[1] != 1
+        or tuple(mask.shape[-2:]) != (h, w)
+        or mask.shape[0] not in (1, n)
+    ):
+        raise ValueError(f"expected a mask {n}×1×{h}×{w}, got {tuple(mask.shape)}")
+    holes = (mask.detach().cpu() > 0.5).expand(n, 1, h, w).numpy()[:, 0]
+    out = []
+    for i in range(n):
+        rgb = np.array(tensor_to_pil(image[i]))
+        hole = holes[i]
+        if hole.all():
+            raise ValueError("the mask covers the whole image: there is nothing to inpaint from")
+        if hole.any():
+            filled = np.asarray(fill(rgb, hole))
+            if filled.shape != rgb.shape or filled.dtype != np.uint8:
+                raise RuntimeError(
+                    f"baseline returned {filled.dtype} {filled.shape}, expected uint8 {rgb.shape}"
+                )
+            rgb[hole] = filled[hole]
+        out.append(pil_to_tensor(Image.fromarray(rgb, "RGB")))
+    return torch.cat(out).to(image.device)
+
+
+def telea(image: Tensor, mask: Tensor, radius: float = 3.0) -> Tensor:
+    """OpenCV's fast-marching inpainting (Telea 2004), inpaint radius ``radius`` pixels."""
+    cv2 = _import("telea")
+    return _apply(
+        image, mask, lambda rgb, hole: cv2.inpaint(rgb, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    )
+
+
+def ns(image: Tensor, mask: Tensor, radius: float = 3.0) -> Tensor:
+    """OpenCV's Navier–Stokes inpainting (Bertalmío et al. 2001), inpaint radius ``radius`` pixels."""
+    cv2 = _import("ns")
+    return _apply(
+        image, mask, lambda rgb, hole: cv2.inpaint(rgb, hole.astype(np.uint8), radius, cv2.INPAINT_NS)
+    )
+
+
+def biharmonic(image: Tensor, mask: Tensor) -> Tensor:
+    """scikit-image's biharmonic inpainting, each RGB channel separately (``channel_axis=-1``)."""
+    _import("biharmonic")
+    from skimage.restoration import inpaint_biharmonic
+
+    def fill(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        out = inpaint_biharmonic(rgb.astype(np.float64) / 255.0, hole, channel_axis=-1)
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+    return _apply(image, mask, fill)
+
+
+def patchmatch(image: Tensor, mask: Tensor, patch_size: int = 5, seed: int = 0) -> Tensor:
+    """Coarse-to-fine PatchMatch (Barnes et al. 2009) from patchmatch-cython; deterministic for a seed."""
+    pm = _import("patchmatch")
+    return _apply(
+        image, mask, lambda rgb, hole: pm.inpaint_pyramid(rgb, hole, patch_size=patch_size, seed=seed)
+    )
+
+
+BASELINES: dict[str, Baseline] = {
+    "telea": telea,
+    "ns": ns,
+    "biharmonic": biharmonic,
+    "patchmatch": patchmatch,
+}
+
+
+def get_baseline(name: str) -> Baseline:
+    """The baseline called ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return BASELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown baseline {name!r}; valid: {', '.join(BASELINES)}") from None
+
+
+def available_baselines() -> list[str]:
+    """Names of the baselines whose packages import here, in registry order."""
+    names = []
+    for name in BASELINES:
+        try:
+            _import(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names

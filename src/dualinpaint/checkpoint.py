@@ -1,0 +1,129 @@
+"""Saving and loading: inference weights (safetensors + config JSON) and full training state.
+
+- ``model.safetensors`` holds the generator side (E1/E2, heads, G1/G2) with the config JSON in its
+  metadata; ``model.json`` beside it holds the same config and the step. This pair is what inference
+  loads; nothing is unpickled.
+- ``state.pt`` holds everything needed to resume exactly: network, critics, optimisers, EMA, step, data
+  position, RNG states and the config. It contains tensors and plain data only and is read with
+  ``torch.load(weights_only=True)``.
+Every file is written to a temporary file first and renamed, so a crash mid-write never leaves a
+half-written checkpoint where the previous one was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from .config import Config, ConfigError
+from .images import atomic_write_bytes
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+META_NAME = "model.json"
+STATE_NAME = "state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, inconsistent or unsafe; the message says which file and why."""
+
+
+def clean_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict of an unwrapped module (no ``module.`` / ``_orig_mod.`` prefixes), contiguous CPU copies."""
+    module = getattr(module, "_orig_mod", module)
+    module = getattr(module, "module", module)
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_weights(out_dir: str | Path, net: nn.Module, cfg: Config, step: int) -> Path:
+    """Write ``model.safetensors`` (+ ``model.json``) for inference. Returns the weights path."""
+    out_dir = Path(out_dir)
+    meta = {"format_version": FORMAT_VERSION, "step": step, "config": cfg.to_dict()}
+    text = json.dumps(meta, indent=2)
+    data = st_save(clean_state_dict(net), metadata={"dualinpaint": text})
+    atomic_write_bytes(out_dir / WEIGHTS_NAME, data)
+    atomic_write_bytes(out_dir / META_NAME, (text + "\n").encode())
+    return out_dir / WEIGHTS_NAME
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any]]:
+    """Read a safetensors weights file (or a run folder holding one).
+
+    Returns (state dict, config, metadata). Refuses anything that is not safetensors, files whose
+    metadata has no dualinpaint config, and tensors holding NaN or infinity.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no weights file at {path}")
+    raw = path.read_bytes()
+    try:
+        tensors = st_load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + header_len])
+    except (SafetensorError, ValueError, json.JSONDecodeError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    meta_text = (header.get("__metadata__") or {}).get("dualinpaint")
+    if meta_text is None:
+        raise CheckpointError(f"{path} has no dualinpaint config in its metadata")
+    meta = json.loads(meta_text)
+    try:
+        cfg = Config.from_dict(meta["config"])
+    except (ConfigError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: stored config is invalid: {err}") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinity; refusing to load")
+    return tensors, cfg, meta
+
+
+def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load a state dict strictly; a mismatch raises CheckpointError naming missing / unexpected keys."""
+    result = module.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{source}: weights do not match the network built from its config "
+            f"(missing {result.missing_keys[:3]}…, unexpected {result.unexpected_keys[:3]}…)"
+        )
+
+
+def save_state(out_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write the full training state atomically as ``state.pt`` (tensors and plain data only)."""
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    path = Path(out_dir) / STATE_NAME
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_state(out_dir: str | Path) -> dict[str, Any]:
+    """Read ``state.pt`` with ``weights_only=True``; unreadable or foreign files raise CheckpointError."""
+    path = Path(out_dir) / STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no training state at {path} (nothing to resume)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise CheckpointError(f"{path} is not a readable training state ({err.__class__.__name__})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a dualinpaint training state of format {FORMAT_VERSION}")
+    return state
+
+
+def is_finite_module(module: nn.Module) -> bool:
+    """True when every floating parameter and buffer is finite."""
+    return all(
+        math.isfinite(float(t.detach().abs().max())) if t.numel() else True
+        for t in list(module.parameters()) + list(module.buffers())
+        if t.is_floating_point()
+    )

@@ -1,0 +1,214 @@
+"""Command line: ``dualinpaint <command>``. Each command parses, builds a config or loads a model, and
+calls the library; heavy or optional dependencies are imported inside the command that needs them.
+
+    dualinpaint model-info --config paper
+    dualinpaint train --config tiny --data DIR --out runs/tiny [--val DIR] [--steps N] [--resume] [--set k=v]
+    torchrun --nproc_per_node=2 -m dualinpaint train --config paper --data DIR --out runs/paper
+    dualinpaint masks make --kind stroke --count 100 --size 256 --seed 0 --out masks/stroke
+    dualinpaint data debian-photos data/debian-photos
+    dualinpaint data split --data DIR --val-fraction 0.2 --count 5000 --out splits/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _config(args: argparse.Namespace):
+    from .config import load_config
+
+    return load_config(args.config, args.set or [])
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+@command("model-info")
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from .modelinfo import describe
+
+    cfg = _config(args)
+    print(describe(cfg, size=args.size))
+    return 0
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import dist_info_from_env, init_distributed, shutdown_distributed
+    from .train import train
+
+    cfg = None if (args.resume and args.config is None) else _config(args)
+    if not args.resume and args.data is None:
+        raise ValueError("train needs --data (a folder of images or a file list), or --resume")
+    info = dist_info_from_env()
+    device = init_distributed(info)
+    try:
+        summary = train(
+            cfg,
+            args.data,
+            args.out,
+            val=args.val,
+            steps=args.steps,
+            resume=args.resume,
+            device=str(device),
+            dist=info,
+            progress=not args.quiet,
+        )
+    finally:
+        shutdown_distributed()
+    if info.is_main:
+        print(
+            f"step {summary.step}: {summary.samples_per_second:.2f} samples/s; "
+            f"weights in {summary.out_dir / 'model.safetensors'}"
+        )
+    return 0
+
+
+@command("masks")
+def cmd_masks(args: argparse.Namespace) -> int:
+    from .masks import make_mask_set
+
+    manifest = make_mask_set(
+        args.kind,
+        args.count,
+        args.size,
+        args.seed,
+        args.out,
+        min_ratio=args.min_ratio,
+        max_ratio=args.max_ratio,
+        folder=args.folder,
+    )
+    ratios = [f["hole_ratio"] for f in manifest["files"]]
+    print(
+        f"wrote {len(ratios)} {args.kind} masks ({args.size}²) to {args.out}; hole ratio "
+        f"{min(ratios):.3f}–{max(ratios):.3f}, mean {sum(ratios) / len(ratios):.3f}"
+    )
+    return 0
+
+
+@command("data")
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "debian-photos":
+        from .corpus import build_debian_photos
+
+        manifest = build_debian_photos(args.out, val_fraction=args.val_fraction, seed=args.seed)
+        files = manifest["files"]
+        n_val = sum(f["split"] == "val" for f in files)
+        print(f"wrote {len(files)} photos ({len(files) - n_val} train, {n_val} val) to {args.out}")
+        return 0
+    from pathlib import Path
+
+    from .data import read_image_list, split_list, write_flist
+
+    paths = read_image_list(args.data)
+    if args.count:
+        if args.count > len(paths):
+            raise ValueError(f"--count {args.count} is more than the {len(paths)} images in {args.data}")
+        import random
+
+        paths = sorted(random.Random(args.seed).sample(paths, args.count))
+    train_paths, val_paths = split_list(paths, args.val_fraction, args.seed)
+    out = Path(args.out)
+    write_flist([p.resolve() for p in train_paths], out / "train.flist")
+    write_flist([p.resolve() for p in val_paths], out / "val.flist")
+    print(f"{len(train_paths)} train / {len(val_paths)} val images listed in {out}/train.flist, val.flist")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dualinpaint", description="Dual-path GAN image inpainting.")
+    p.add_argument("--version", action="version", version=f"dualinpaint {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser, default: str | None = "paper") -> None:
+        sp.add_argument(
+            "--config", default=default, help="YAML config file or preset name (paper, picnet, tiny, …)"
+        )
+        sp.add_argument(
+            "--set",
+            action="append",
+            metavar="SECTION.KEY=VALUE",
+            help="override one config value (repeatable), e.g. --set loss.lambda_gp=5",
+        )
+
+    sp = sub.add_parser("model-info", help="parameter counts per network and GFLOPs per image")
+    with_config(sp)
+    sp.add_argument(
+        "--size", type=int, default=None, help="image side for the FLOP count (default data.size)"
+    )
+
+    sp = sub.add_parser("train", help="train or resume a model (torchrun for several processes)")
+    with_config(sp, default=None)
+    sp.add_argument("--data", help="training images: a folder (recursive) or a file list")
+    sp.add_argument("--val", help="validation images for PSNR/SSIM during training")
+    sp.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples)")
+    sp.add_argument("--steps", type=int, help="total generator steps (default train.steps)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sp = sub.add_parser("masks", help="mask sets")
+    msub = sp.add_subparsers(dest="masks_command", required=True)
+    mk = msub.add_parser("make", help="write a fixed, seeded mask set with a manifest")
+    mk.add_argument("--kind", required=True, help="mask kind (center, rect, stroke, lama_thin, …)")
+    mk.add_argument("--count", type=int, required=True)
+    mk.add_argument("--size", type=int, required=True)
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--out", required=True)
+    mk.add_argument("--min-ratio", type=float, help="keep masks whose hole ratio is ≥ this")
+    mk.add_argument("--max-ratio", type=float, help="keep masks whose hole ratio is < this")
+    mk.add_argument("--folder", help="mask folder for --kind folder")
+
+    sp = sub.add_parser("data", help="data sets")
+    dsub = sp.add_subparsers(dest="data_command", required=True)
+    dp = dsub.add_parser("debian-photos", help="build the Debian photo corpus (apt-get download)")
+    dp.add_argument("out")
+    dp.add_argument("--val-fraction", type=float, default=0.2)
+    dp.add_argument("--seed", type=int, default=0)
+    ds = dsub.add_parser("split", help="draw a reproducible train/val split (e.g. Places2 5000 images 8:2)")
+    ds.add_argument("--data", required=True, help="image folder or file list")
+    ds.add_argument("--out", required=True, help="folder for train.flist and val.flist")
+    ds.add_argument("--val-fraction", type=float, default=0.2)
+    ds.add_argument("--count", type=int, default=0, help="draw this many images first (0 = all)")
+    ds.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors print one line ``dualinpaint: error: …`` and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("dualinpaint: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        print(f"dualinpaint: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from .train import TrainingDiverged
+
+        if not isinstance(err, TrainingDiverged):
+            raise
+        print(f"dualinpaint: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Building blocks shared by the encoders, generators and discriminators.
+
+Every block takes and returns float feature maps N×C×H×W. Spectral normalisation uses
+``torch.nn.utils.parametrizations.spectral_norm`` (one power iteration per training-mode forward; the
+u/v vectors are buffers, so they are saved with the weights but are not trainable parameters).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def sn(module: nn.Module, use: bool = True) -> nn.Module:
+    """Wrap a conv / linear layer in spectral normalisation when ``use`` is true."""
+    return spectral_norm(module) if use else module
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``instance`` → InstanceNorm2d(affine, no running stats) as in PICNet; ``none`` → identity."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; valid: instance, none")
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: [norm]→act→conv3×3→[norm]→act→conv3×3, plus a shortcut.
+
+    The paper's block is "conv3×3 s1 p1, conv3×3, skip"; its second conv is said to have no padding, which
+    would shrink the map by 2 px and break the identity skip, so both convs are padded here.
+    ``skip='identity'`` uses an identity shortcut when cin == cout (downsampling then applies the same
+    average pooling to both paths); otherwise, and with ``skip='conv1x1'`` (PICNet), the shortcut is a
+    1×1 conv. ``down`` average-pools both paths by 2 after the convs.
+
+    Shapes: N×cin×H×W → N×cout×H×W (or H/2×W/2 when ``down``).
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        hidden: int | None = None,
+        *,
+        norm: str = "none",
+        leak: float = 0.1,
+        down: bool = False,
+        skip: str = "conv1x1",
+        use_sn: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden = hidden or cout
+        self.main = nn.Sequential(
+            make_norm(norm, cin),
+            nn.LeakyReLU(leak),
+            sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
+            make_norm(norm, hidden),
+            nn.LeakyReLU(leak),
+            sn(nn.Conv2d(hidden, cout, 3, 1, 1), use_sn),
+        )
+        identity = skip == "identity" and cin == cout
+        self.shortcut = nn.Identity() if identity else sn(nn.Conv2d(cin, cout, 1), use_sn)
+        self.down = down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.main(x) + self.shortcut(x)
+        return F.avg_pool2d(out, 2) if self.down else out
+
+
+class ResBlockStart(nn.Module):
+    """First encoder / critic block (PICNet's ``ResBlockEncoderOptimized``), always downsampling by 2.
+
+    main: conv3×3 → act → conv3×3 → avgpool2; shortcut: avgpool2 → conv1×1. N×cin×H×W → N×cout×H/2×W/2.
+    """
+
+    def __init__(self, cin: int, cout: int, *, leak: float = 0.1, use_sn: bool = True) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            sn(nn.Conv2d(cin, cout, 3, 1, 1), use_sn),
+            nn.LeakyReLU(leak),
+            sn(nn.Conv2d(cout, cout, 3, 1, 1), use_sn),
+            nn.AvgPool2d(2),
+        )
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), sn(nn.Conv2d(cin, cout, 1), use_sn))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.shortcut(x)
+
+
+class ResBlockDecoder(nn.Module):
+    """Residual decoding block of the paper: exactly doubles the resolution.
+
+    main: norm → act → conv3×3 s1 p1 (cin→hidden) → norm → act → deconv3×3 s2 p1 op1 (hidden→cout);
+    shortcut: deconv3×3 s2 p1 op1 (cin→cout). N×cin×H×W → N×cout×2H×2W.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        hidden: int | None = None,
+        *,
+        norm: str = "instance",
+        leak: float = 0.1,
+        use_sn: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden = hidden or cout
+        self.main = nn.Sequential(
+            make_norm(norm, cin),
+            nn.LeakyReLU(leak),
+            sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
+            make_norm(norm, hidden),
+            nn.LeakyReLU(leak),
+            sn(nn.ConvTranspose2d(hidden, cout, 3, 2, 1, output_padding=1), use_sn),
+        )
+        self.shortcut = sn(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), use_sn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.shortcut(x)
+
+
+class ToRGB(nn.Module):
+    """Output layer: act → reflection pad 1 → conv3×3 (cin→3) → tanh. N×cin×H×W → N×3×H×W in [-1, 1]."""
+
+    def __init__(self, cin: int, *, leak: float = 0.1, use_sn: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.LeakyReLU(leak), nn.ReflectionPad2d(1), sn(nn.Conv2d(cin, 3, 3), use_sn), nn.Tanh()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ShortLongAttention(nn.Module):
+    """Short+long term attention (PICNet's ``Auto_Attn``).
+
+    Short term: self-attention on the decoder feature x (query = key = 1×1 conv of x, value = x),
+    y_d = γ·(x Aᵀ) + x. Long term (when an encoder feature ``pre`` and a hole mask are given): the same
+    attention map A applied to the encoder feature, used only inside the hole,
+    y_e = α·hole ⊙ (pre Aᵀ) + (1 − hole) ⊙ pre. γ and α are learned gates initialised to 0, so the layer
+    starts as a pass-through. The two are merged by a residual block (2C → C).
+
+    Shapes: x N×C×H×W, pre N×C×H×W, hole N×1×H×W (1 = hole, may be soft) → N×C×H×W.
+    """
+
+    def __init__(self, channels: int, *, use_sn: bool = True, long_term: bool = True) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, max(channels // 4, 1), 1)
+        nn.init.orthogonal_(self.query.weight, gain=0.02)  # PICNet's only non-SN conv, orthogonal(0.02)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.long_term = long_term
+        if long_term:
+            self.alpha = nn.Parameter(torch.zeros(1))
+            self.merge = ResBlock(2 * channels, channels, channels, norm="none", leak=0.01, use_sn=use_sn)
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax attention over positions: N×C×H×W → N×(HW)×(HW), rows sum to 1."""
+        q = self.query(x).flatten(2)  # N×C'×HW
+        energy = torch.bmm(q.transpose(1, 2), q)  # N×HW×HW
+        return torch.softmax(energy, dim=-1)
+
+    def forward(
+        self, x: torch.Tensor, pre: torch.Tensor | None = None, hole: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n, c, h, w = x.shape
+        attn = self.attention_map(x)
+        ctx = torch.bmm(x.flatten(2), attn.transpose(1, 2)).view(n, c, h, w)
+        y_d = self.gamma * ctx + x
+        if not self.long_term or pre is None:
+            return y_d
+        if hole is None:
+            raise ValueError("long-term attention needs the hole mask with the encoder feature")
+        ctx_e = torch.bmm(pre.flatten(2), attn.transpose(1, 2)).view(n, c, h, w)
+        y_e = self.alpha * hole * ctx_e + (1 - hole) * pre
+        return self.merge(torch.cat([y_d, y_e], dim=1))
+
+
+def channels_at(level: int, base: int, cap: int) -> int:
+    """Channel count at encoder level ``level``: base·2^level, capped at ``cap`` (PICNet's rule)."""
+    return min(base * 2**level, cap)

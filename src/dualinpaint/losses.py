@@ -1,0 +1,106 @@
+"""Loss terms: pure functions of tensors that return scalar tensors.
+
+None of them holds state, reads a config object or calls ``backward``; the trainer weights and sums them
+in one visible expression (train.py). Images N×3×H×W in [-1, 1], masks N×1×H×W with 1 = hole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def critic_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator / critic loss on critic outputs for real and fake images (any equal-rank shapes).
+
+    wgangp: mean D(fake) − mean D(real) (the gradient penalty is added separately);
+    lsgan: mean (D(real) − 1)² + mean D(fake)²; hinge: mean relu(1 − D(real)) + mean relu(1 + D(fake)).
+    """
+    if mode == "wgangp":
+        return fake.mean() - real.mean()
+    if mode == "lsgan":
+        return (real - 1).pow(2).mean() + fake.pow(2).mean()
+    if mode == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge")
+
+
+def generator_adv_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
+    """Adversarial loss of the generator on critic outputs for its fakes.
+
+    wgangp and hinge: −mean D(fake); lsgan: mean (D(fake) − 1)².
+    """
+    if mode in ("wgangp", "hinge"):
+        return -fake.mean()
+    if mode == "lsgan":
+        return (fake - 1).pow(2).mean()
+    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge")
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty mean over samples of (‖∇_x D(x̂)‖₂ − 1)², x̂ = α·real + (1 − α)·fake.
+
+    ``alpha`` (N×1×1×1, uniform in [0, 1] unless given) is drawn per sample. The graph is kept
+    (create_graph) so the penalty can be back-propagated into the critic. Not multiplied by λ.
+    """
+    fake = fake.detach()
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], 1, 1, 1, dtype=real.dtype, device=real.device)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake).requires_grad_(True)
+    out = critic(mixed)
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def scale_pyramid(image: torch.Tensor, scales: int) -> list[torch.Tensor]:
+    """Bilinear (align_corners) downsampled copies at H/2^(scales−1) … H, coarse → fine (PICNet)."""
+    h, w = image.shape[-2:]
+    out = []
+    for s in range(scales - 1, 0, -1):
+        out.append(F.interpolate(image, size=(h >> s, w >> s), mode="bilinear", align_corners=True))
+    out.append(image)
+    return out
+
+
+def multiscale_l1(
+    preds: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Σ over scales of mean |pred_s − target_s| (· weight_s when given), each mean over all elements.
+
+    ``preds`` coarse → fine, the last at the target's size; ``weight`` N×1×H×W is resized like the target
+    (PICNet: the visible region (1 − hole) for the generation path, with the mean still over all pixels).
+    """
+    targets = scale_pyramid(target, len(preds))
+    weights = scale_pyramid(weight, len(preds)) if weight is not None else [None] * len(preds)
+    total = target.new_zeros(())
+    for pred, tgt, wgt in zip(preds, targets, weights, strict=True):
+        diff = (pred - tgt).abs()
+        total = total + (diff if wgt is None else diff * wgt).mean()
+    return total
+
+
+def kl_normal(
+    mu_a: torch.Tensor, sigma_a: torch.Tensor, mu_b: torch.Tensor, sigma_b: torch.Tensor
+) -> torch.Tensor:
+    """Mean over elements of KL(N(μ_a, σ_a²) ‖ N(μ_b, σ_b²)) for diagonal Gaussians (broadcasting)."""
+    var_ratio = (sigma_a / sigma_b).pow(2)
+    t1 = ((mu_a - mu_b) / sigma_b).pow(2)
+    kl = 0.5 * (var_ratio + t1 - 1 - var_ratio.log())
+    return kl.mean()
+
+
+def feature_match_l2(fake_out: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
+    """PICNet's reconstruction-path adversarial term: mean (D1(fake) − D1(real))², real detached."""
+    return (fake_out - real_out.detach()).pow(2).mean()
+
+
+def composite(raw: torch.Tensor, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """Generated pixels inside the hole, real pixels outside: raw·hole + image·(1 − hole)."""
+    return raw * hole + image * (1 - hole)

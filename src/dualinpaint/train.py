@@ -1,0 +1,649 @@
+"""Training: the critic (D) step and the generator (G) step written out, exact resume, torchrun DDP.
+
+Run it with::
+
+    dualinpaint train --config tiny --data DIR --out runs/tiny --steps 200
+    dualinpaint train --out runs/tiny --resume --steps 400           # continue a run exactly
+    torchrun --nproc_per_node=2 -m dualinpaint train --config paper --data DIR --out runs/paper
+
+Every random choice (crop, flip, mask, latent noise, gradient-penalty mixing) is a pure function of the
+seed, the step and the sample's position in the global batch. That is what makes a resumed run and an
+uninterrupted one produce identical weights, and a 2-process run equal to a 1-process run with the
+doubled batch. One "step" is one generator update, preceded by ``optim.n_critic`` critic updates, each
+on its own batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import checkpoint as ckpt
+from .config import Config, config_to_yaml
+from .data import ImageDataset
+from .discriminator import build_discriminator
+from .distributed import (
+    DistInfo,
+    all_reduce_mean,
+    average_gradients,
+    barrier,
+    broadcast_module,
+)
+from .generator import DualPathInpainter, TrainOutput, adaptive_prior_sigma
+from .images import atomic_write_bytes, save_image_atomic, tensor_to_pil
+from .losses import (
+    composite,
+    critic_loss,
+    feature_match_l2,
+    generator_adv_loss,
+    gradient_penalty,
+    kl_normal,
+    multiscale_l1,
+)
+from .masks import MaskSampler
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of the integer ``parts`` (numpy SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+class InpaintingData(Dataset):
+    """Images with their training masks: item i of epoch e → (image 3×S×S, hole 1×S×S, index).
+
+    The mask of item i in epoch e is drawn from ``derive_seed(seed, e, i)``, so it is the same in a
+    worker process, after a resume and on any rank.
+    """
+
+    def __init__(self, images: ImageDataset, masks: MaskSampler, seed: int) -> None:
+        self.images, self.masks, self.seed, self.epoch = images, masks, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.images.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.images[index]
+        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, index, 1))
+        return {"image": item["image"], "hole": self.masks(rng), "index": index}
+
+
+def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a seeded permutation cut into full batches (the rest dropped)."""
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch, 2))
+    perm = torch.randperm(n_items, generator=g).tolist()
+    return [perm[i : i + global_batch] for i in range(0, n_items - global_batch + 1, global_batch)]
+
+
+class BatchStream:
+    """Endless stream of this rank's batches with a resumable position (epoch, batch within epoch).
+
+    Rank r of W takes the contiguous slice [r·B, (r+1)·B) of every global batch of B·W items.
+    """
+
+    def __init__(
+        self,
+        data: InpaintingData,
+        batch_size: int,
+        seed: int,
+        dist: DistInfo,
+        num_workers: int,
+        epoch: int = 0,
+        batch: int = 0,
+    ) -> None:
+        self.data, self.batch_size, self.seed, self.dist = data, batch_size, seed, dist
+        self.num_workers = num_workers
+        self.epoch, self.batch = epoch, batch
+        self.global_batch = batch_size * dist.world_size
+        if len(data) < self.global_batch:
+            raise ValueError(
+                f"the training data has {len(data)} images, fewer than one global batch "
+                f"({batch_size} × {dist.world_size} processes)"
+            )
+        self._iter: Iterator | None = None
+
+    def _start_epoch(self) -> None:
+        self.data.set_epoch(self.epoch)
+        r, b = self.dist.rank, self.batch_size
+        mine = [
+            gb[r * b : (r + 1) * b]
+            for gb in epoch_batches(len(self.data), self.global_batch, self.seed, self.epoch)
+        ]
+        loader = DataLoader(
+            self.data,
+            batch_sampler=mine[self.batch :],
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+        self._iter = iter(loader)
+
+    def next(self) -> tuple[dict[str, Any], list[int]]:
+        """The next batch and the global positions (within this step's global batch) of its samples."""
+        while True:
+            if self._iter is None:
+                self._start_epoch()
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self._iter = None
+                self.epoch, self.batch = self.epoch + 1, 0
+                continue
+            self.batch += 1
+            start = self.dist.rank * self.batch_size
+            return batch, list(range(start, start + batch["image"].shape[0]))
+
+    @property
+    def position(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+@dataclass
+class StepResult:
+    """Scalars of one training step (critic and generator terms), already averaged across ranks."""
+
+    values: dict[str, float]
+
+
+def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """Owns the networks, critics, optimisers and EMA; ``train_step`` runs the D steps then the G step."""
+
+    def __init__(self, cfg: Config, device: torch.device | str = "cpu", dist: DistInfo | None = None) -> None:
+        self.cfg, self.device, self.dist = cfg, torch.device(device), dist or DistInfo()
+        torch.manual_seed(cfg.train.seed)
+        self.net = DualPathInpainter(cfg.model).to(self.device)
+        self.d_rec = build_discriminator(cfg.model).to(self.device)  # D1: reconstruction path
+        self.d_gen = build_discriminator(cfg.model).to(self.device)  # D2: generation path
+        if cfg.train.channels_last:
+            for m in (self.net, self.d_rec, self.d_gen):
+                m.to(memory_format=torch.channels_last)
+        for m in (self.net, self.d_rec, self.d_gen):
+            broadcast_module(m)
+        o = cfg.optim
+        self.opt_g = torch.optim.Adam(self.net.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
+        self.opt_d = torch.optim.Adam(
+            list(self.d_rec.parameters()) + list(self.d_gen.parameters()), lr=o.lr_d, betas=(o.beta1, o.beta2)
+        )
+        self.ema = copy.deepcopy(self.net).requires_grad_(False) if o.ema > 0 else None
+        self.step = 0
+
+    # ---- randomness as a function of (seed, step, critic round, sample position)
+
+    def _per_sample(
+        self, positions: list[int], round_: int, tag: int, shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        out = []
+        for pos in positions:
+            g = torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, self.step, round_, pos, tag))
+            out.append(torch.randn(shape, generator=g) if tag != 3 else torch.rand(shape, generator=g))
+        return torch.stack(out).to(self.device)
+
+    def latent_noise(
+        self, positions: list[int], round_: int, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, ...]:
+        shape = self.net.latent_shape(*size)
+        return self._per_sample(positions, round_, 4, shape), self._per_sample(positions, round_, 5, shape)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16)
+
+    def _prepare(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        image = batch["image"].to(self.device).contiguous(memory_format=fmt)
+        hole = batch["hole"].to(self.device).contiguous(memory_format=fmt)
+        return image, hole
+
+    def forward(
+        self, image: torch.Tensor, hole: torch.Tensor, positions: list[int], round_: int
+    ) -> TrainOutput:
+        noise = self.latent_noise(positions, round_, tuple(image.shape[-2:]))
+        with self.autocast():
+            out = self.net(image, hole, noise)
+        return TrainOutput(
+            [o.float() for o in out.rec], [o.float() for o in out.gen], out.posterior, out.prior
+        )
+
+    def _d2_fakes(self, gen: torch.Tensor, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        mode = self.cfg.loss.d2_fake
+        if mode == "raw":
+            return gen
+        comp = composite(gen, image, hole)
+        return comp if mode == "composite" else torch.cat([gen, comp], dim=0)
+
+    def d_step(
+        self, image: torch.Tensor, hole: torch.Tensor, out: TrainOutput, positions: list[int], round_: int
+    ) -> dict[str, float]:
+        """One critic update of D1 (real vs reconstruction) and D2 (real vs generation) on detached fakes."""
+        L = self.cfg.loss
+        _set_requires_grad([self.d_rec, self.d_gen], True)
+        fake_r = out.rec[-1].detach()
+        fake_g = self._d2_fakes(out.gen[-1].detach(), image, hole)
+        real_g = image if fake_g.shape[0] == image.shape[0] else torch.cat([image, image], dim=0)
+        with self.autocast():
+            d1_real, d1_fake = self.d_rec(image).float(), self.d_rec(fake_r).float()
+            d2_real, d2_fake = self.d_gen(real_g).float(), self.d_gen(fake_g).float()
+        loss_d1 = critic_loss(L.gan_mode, d1_real, d1_fake)
+        loss_d2 = critic_loss(L.gan_mode, d2_real, d2_fake)
+        gp1 = gp2 = image.new_zeros(())
+        if L.gan_mode == "wgangp":
+            alpha = self._per_sample(positions, round_, 3, (1, 1, 1))
+            alpha2 = alpha if fake_g.shape[0] == alpha.shape[0] else torch.cat([alpha, alpha], dim=0)
+            with self.autocast():
+                gp1 = gradient_penalty(self.d_rec, image, fake_r, alpha).float()
+                gp2 = gradient_penalty(self.d_gen, real_g, fake_g, alpha2).float()
+        half = 0.5 if L.d_loss_half else 1.0
+        total = half * (loss_d1 + loss_d2) + L.lambda_gp * (gp1 + gp2)
+        self._check_finite(total, "critic")
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self._apply(self.opt_d, list(self.d_rec.parameters()) + list(self.d_gen.parameters()))
+        return {
+            "d/d1": loss_d1.item(),
+            "d/d2": loss_d2.item(),
+            "d/gp1": gp1.item(),
+            "d/gp2": gp2.item(),
+            "d/total": total.item(),
+            "d/d1_real_minus_fake": (d1_real.mean() - d1_fake.mean()).item(),
+            "d/d2_real_minus_fake": (d2_real.mean() - d2_fake.mean()).item(),
+        }
+
+    def g_terms(self, image: torch.Tensor, hole: torch.Tensor, out: TrainOutput) -> dict[str, torch.Tensor]:
+        """The unweighted generator-side loss terms (KL, L1 appearance, adversarial) as scalar tensors."""
+        L = self.cfg.loss
+        post, prior = out.posterior, out.prior
+        sigma_m = (
+            adaptive_prior_sigma(hole)
+            if L.prior_sigma == "adaptive"
+            else torch.ones_like(hole[:, :1, :1, :1])
+        )
+        zero = torch.zeros_like(post.mu)
+        if L.kl_rec_direction == "prior_post":
+            kl_rec = kl_normal(zero, sigma_m.expand_as(post.mu), post.mu.float(), post.sigma.float())
+        else:
+            kl_rec = kl_normal(post.mu.float(), post.sigma.float(), zero, sigma_m.expand_as(post.mu))
+        kl_g = kl_normal(
+            post.mu.detach().float(), post.sigma.detach().float(), prior.mu.float(), prior.sigma.float()
+        )
+        app_rec = multiscale_l1(out.rec, image)
+        app_g = multiscale_l1(out.gen, image, weight=1 - hole)
+        with self.autocast():
+            ad_g = generator_adv_loss(
+                L.gan_mode, self.d_gen(self._d2_fakes(out.gen[-1], image, hole)).float()
+            )
+            d1_fake = self.d_rec(out.rec[-1]).float()
+            if L.rec_adv == "dmatch_l2":
+                ad_rec = feature_match_l2(d1_fake, self.d_rec(image).float())
+            else:
+                ad_rec = generator_adv_loss(L.gan_mode, d1_fake)
+        return {
+            "kl_rec": kl_rec,
+            "kl_g": kl_g,
+            "app_rec": app_rec,
+            "app_g": app_g,
+            "ad_g": ad_g,
+            "ad_rec": ad_rec,
+        }
+
+    def g_total(self, t: dict[str, torch.Tensor], scales: int) -> torch.Tensor:
+        """The generator objective: every term and its weight in one expression."""
+        L = self.cfg.loss
+        kl_w = L.lambda_kl * (scales if L.kl_times_scales else 1)
+        return (
+            kl_w * (t["kl_rec"] + t["kl_g"])
+            + L.lambda_rec * (t["app_rec"] + t["app_g"])
+            + L.lambda_g * t["ad_g"]
+            + L.lambda_rec_adv * t["ad_rec"]
+        )
+
+    def g_step(self, image: torch.Tensor, hole: torch.Tensor, out: TrainOutput) -> dict[str, float]:
+        """One update of E1/E2, the latent heads and G1/G2 with the critics frozen."""
+        _set_requires_grad([self.d_rec, self.d_gen], False)
+        terms = self.g_terms(image, hole, out)
+        total = self.g_total(terms, len(out.gen))
+        self._check_finite(total, "generator")
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self._apply(self.opt_g, list(self.net.parameters()))
+        _set_requires_grad([self.d_rec, self.d_gen], True)
+        if self.ema is not None:
+            self._update_ema()
+        return {"g/total": total.item(), **{f"g/{k}": v.item() for k, v in terms.items()}}
+
+    def _apply(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+        average_gradients(params)
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        opt.step()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.optim.ema
+        for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
+            e.copy_(b)
+
+    def _check_finite(self, loss: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the {what} loss became {loss.item()} at step {self.step + 1}; "
+                "training stopped and the last good checkpoint was kept"
+            )
+
+    def train_step(self, stream: BatchStream) -> StepResult:
+        """n_critic critic updates (each on a fresh batch) then one generator update on the last batch."""
+        values: dict[str, float] = {}
+        n_critic = self.cfg.optim.n_critic
+        for round_ in range(n_critic):
+            batch, positions = stream.next()
+            image, hole = self._prepare(batch)
+            last = round_ == n_critic - 1
+            with contextlib.nullcontext() if last else torch.no_grad():
+                out = self.forward(image, hole, positions, round_)
+            values.update(self.d_step(image, hole, out, positions, round_))
+        values.update(self.g_step(image, hole, out))
+        self.step += 1
+        return StepResult(all_reduce_mean(values))
+
+    @property
+    def inference_net(self) -> DualPathInpainter:
+        """The network inference should use: the EMA copy when enabled, else the trained one."""
+        return self.ema if self.ema is not None else self.net
+
+    # ---- state
+
+    def state_dict(self, position: dict[str, int]) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "position": dict(position),
+            "net": ckpt.clean_state_dict(self.net),
+            "d_rec": ckpt.clean_state_dict(self.d_rec),
+            "d_gen": ckpt.clean_state_dict(self.d_gen),
+            "ema": ckpt.clean_state_dict(self.ema) if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> dict[str, int]:
+        """Restore from ``state_dict``; returns the data position to continue from."""
+        self.net.load_state_dict(state["net"])
+        self.d_rec.load_state_dict(state["d_rec"])
+        self.d_gen.load_state_dict(state["d_gen"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step = int(state["step"])
+        return {k: int(v) for k, v in state["position"].items()}
+
+
+def _numpy_state() -> list[int]:
+    return [int(x) for x in np.random.get_state()[1][:4]]  # recorded only; training uses derived seeds
+
+
+# ---------------------------------------------------------------------------------------------- run loop
+
+
+@dataclass
+class RunSummary:
+    """What a ``train`` call did."""
+
+    step: int
+    out_dir: Path
+    seconds: float
+    samples_per_second: float
+    last: dict[str, float]
+
+
+class _Logger:
+    """Rank-0 scalar log: TensorBoard event files plus a JSON-lines copy (``log.jsonl``)."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.enabled, self.path, self.tb = enabled, out_dir / "log.jsonl", None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:  # pragma: no cover - tensorboard is a dependency
+                self.tb = None
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _validation_set(cfg: Config, source: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed validation images (no augmentation) and fixed masks (seeded), N×3×S×S and N×1×S×S."""
+    ds = ImageDataset(source, cfg.data.size, train=False, seed=cfg.train.seed)
+    n = min(cfg.train.val_images, len(ds))
+    images = torch.stack([ds[i]["image"] for i in range(n)])
+    sampler = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
+    holes = torch.stack(
+        [sampler(np.random.default_rng(derive_seed(cfg.train.seed, 99, i))) for i in range(n)]
+    )
+    return images, holes
+
+
+@torch.no_grad()
+def validate(
+    net: DualPathInpainter, images: torch.Tensor, holes: torch.Tensor, batch_size: int = 8
+) -> dict[str, float]:
+    """PSNR / SSIM (whole image and hole only) of the deterministic fill on fixed validation data."""
+    from .metrics import psnr, ssim
+
+    was_training = net.training
+    net.eval()
+    rows = {"val/psnr": [], "val/ssim": [], "val/psnr_hole": []}
+    device = next(net.parameters()).device
+    for i in range(0, images.shape[0], batch_size):
+        img, hole = images[i : i + batch_size].to(device), holes[i : i + batch_size].to(device)
+        pred = net.complete(img, hole).float().clamp(-1, 1)
+        rows["val/psnr"].append(psnr(pred, img))
+        rows["val/ssim"].append(ssim(pred, img))
+        rows["val/psnr_hole"].append(psnr(pred, img, hole))
+    net.train(was_training)
+    return {k: float(torch.cat(v).mean()) for k, v in rows.items()}
+
+
+@torch.no_grad()
+def sample_grid(
+    net: DualPathInpainter, images: torch.Tensor, holes: torch.Tensor, k: int, seed: int
+) -> torch.Tensor:
+    """Rows of: masked input | reconstruction path | generation path | k samples | real. 3×(rH)×(cW)."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    img, hole = images.to(device), holes.to(device)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn((img.shape[0], *net.latent_shape(*img.shape[-2:])), generator=g).to(device)
+    out = net(img, hole, (torch.zeros_like(noise), noise))
+    samples = net.complete(img, hole, samples=k, generator=g) if k > 0 else img.new_zeros((0, *img.shape))
+    masked = img * (1 - hole) + hole  # hole shown white
+    cols = [
+        masked,
+        out.rec[-1].clamp(-1, 1),
+        composite(out.gen[-1].clamp(-1, 1), img, hole),
+        *samples.clamp(-1, 1),
+        img,
+    ]
+    net.train(was_training)
+    rows = [torch.cat([c[i] for c in cols], dim=2) for i in range(img.shape[0])]
+    return torch.cat(rows, dim=1).cpu()
+
+
+def train(
+    cfg: Config | None,
+    data: str | Path | None,
+    out_dir: str | Path,
+    *,
+    val: str | Path | None = None,
+    steps: int | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    dist: DistInfo | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Train (or resume) a run in ``out_dir``; returns a summary. Rank 0 alone writes files.
+
+    With ``resume`` the run's stored config and data source are used (``cfg``/``data`` may be None);
+    ``steps`` may raise the step budget. Raises TrainingDiverged on a non-finite loss.
+    """
+    from tqdm import tqdm
+
+    dist = dist or DistInfo()
+    out_dir = Path(out_dir)
+    state = None
+    if resume:
+        state = ckpt.load_state(out_dir)
+        stored = Config.from_dict(state["config"])
+        if cfg is not None and cfg.model != stored.model:
+            raise ValueError(
+                f"--resume: the model config differs from the run's in {out_dir}; "
+                "drop --config or start a new run"
+            )
+        cfg = stored
+        run_info = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").exists() else {}
+        data = data or run_info.get("data")
+        val = val or run_info.get("val")
+    if cfg is None or data is None:
+        raise ValueError("train needs a config and a data source (or --resume on an existing run)")
+    total_steps = steps or cfg.train.steps
+    dev = torch.device(device) if device else torch.device("cpu")
+    trainer = Trainer(cfg, dev, dist)
+    position = {"epoch": 0, "batch": 0}
+    if state is not None:
+        position = trainer.load_state_dict(state)
+    images = ImageDataset(
+        data,
+        cfg.data.size,
+        load_size=cfg.data.load_size or cfg.data.size,
+        train=True,
+        flip=cfg.data.flip,
+        seed=cfg.train.seed,
+    )
+    masks = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
+    stream = BatchStream(
+        InpaintingData(images, masks, cfg.train.seed),
+        cfg.data.batch_size,
+        cfg.train.seed,
+        dist,
+        cfg.data.num_workers,
+        **position,
+    )
+    val_set = _validation_set(cfg, val) if (val and cfg.train.val_images > 0) else None
+    grid_src = val_set if val_set is not None else _validation_set(cfg, data)
+    main = dist.is_main
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / "config.yaml", config_to_yaml(cfg).encode())
+        atomic_write_bytes(
+            out_dir / "run.json",
+            json.dumps(
+                {"data": str(data), "val": str(val) if val else None, "world_size": dist.world_size}
+            ).encode(),
+        )
+    log = _Logger(out_dir, main)
+    t0, start_step, last = time.time(), trainer.step, {}
+    bar = tqdm(
+        total=total_steps,
+        initial=trainer.step,
+        disable=not (main and progress),
+        unit="step",
+        dynamic_ncols=True,
+    )
+
+    def save() -> None:
+        if main:
+            ckpt.save_state(out_dir, trainer.state_dict(stream.position))
+            ckpt.save_weights(out_dir, trainer.inference_net, cfg, trainer.step)
+        barrier()
+
+    try:
+        while trainer.step < total_steps:
+            result = trainer.train_step(stream)
+            last = result.values
+            s = trainer.step
+            bar.update(1)
+            if s % cfg.train.log_every == 0 or s == total_steps:
+                elapsed = time.time() - t0
+                rate = (s - start_step) * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
+                log.scalars(s, {**last, "perf/samples_per_s": rate})
+                bar.set_postfix(g=f"{last['g/total']:.3f}", d=f"{last['d/total']:.3f}", refresh=False)
+            if main and s % cfg.train.sample_every == 0:
+                k = min(4, grid_src[0].shape[0])
+                grid = sample_grid(
+                    trainer.inference_net,
+                    grid_src[0][:k],
+                    grid_src[1][:k],
+                    cfg.train.samples_k,
+                    cfg.train.seed,
+                )
+                save_image_atomic(tensor_to_pil(grid), out_dir / "samples" / f"step_{s:07d}.png")
+            if main and val_set is not None and s % cfg.train.val_every == 0:
+                log.scalars(s, validate(trainer.inference_net, *val_set))
+            if s % cfg.train.ckpt_every == 0 or s == total_steps:
+                save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        bar.close()
+        log.close()
+    elapsed = max(time.time() - t0, 1e-9)
+    done = trainer.step - start_step
+    rate = done * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
+    return RunSummary(trainer.step, out_dir, elapsed, rate, last)
+
+
+def total_parameters(module: nn.Module) -> int:
+    """Trainable parameter count (spectral-norm u/v buffers excluded)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def finite(values: dict[str, float]) -> bool:
+    """True when every value is a finite number."""
+    return all(math.isfinite(v) for v in values.values())

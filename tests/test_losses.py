@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dualinpaint import losses
+
+
+def test_gradient_penalty_on_linear_critic_equals_norm_minus_one_squared() -> None:
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 1, bias=True))
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    w = critic[1].weight.detach()
+    expected = (w.norm() - 1) ** 2
+    gp = losses.gradient_penalty(critic, real, fake)
+    torch.testing.assert_close(gp, expected)
+    # the penalty is differentiable w.r.t. the critic (double backward)
+    gp.backward()
+    torch.testing.assert_close(critic[1].weight.grad, 2 * (w.norm() - 1) * w / w.norm())
+
+
+def test_gradient_penalty_is_zero_for_unit_norm_critic() -> None:
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.ones(1, 12) / 12**0.5)
+    gp = losses.gradient_penalty(critic, torch.randn(3, 3, 2, 2), torch.randn(3, 3, 2, 2))
+    assert gp.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_wgan_signs() -> None:
+    real, fake = torch.full((4, 1, 3, 3), 2.0), torch.full((4, 1, 3, 3), -1.0)
+    # the critic loss falls as the critic separates real (high) from fake (low)
+    assert losses.critic_loss("wgangp", real, fake).item() == pytest.approx(-3.0)
+    assert losses.critic_loss("wgangp", fake, real).item() == pytest.approx(3.0)
+    # the generator loss falls as the critic scores its fakes higher
+    assert losses.generator_adv_loss("wgangp", real).item() < losses.generator_adv_loss("wgangp", fake).item()
+    assert losses.generator_adv_loss("wgangp", fake).item() == pytest.approx(1.0)
+
+
+def test_lsgan_and_hinge_values() -> None:
+    one, zero = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    assert losses.critic_loss("lsgan", one, zero).item() == 0.0
+    assert losses.critic_loss("lsgan", zero, one).item() == pytest.approx(2.0)
+    assert losses.generator_adv_loss("lsgan", one).item() == 0.0
+    assert losses.critic_loss("hinge", one, -one).item() == 0.0
+    assert losses.critic_loss("hinge", zero, zero).item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="unknown gan mode"):
+        losses.critic_loss("wgan-gp", one, zero)
+
+
+def test_kl_of_identical_gaussians_is_zero_and_known_value() -> None:
+    mu, sigma = torch.randn(2, 4, 3, 3), torch.rand(2, 4, 3, 3) + 0.1
+    assert losses.kl_normal(mu, sigma, mu, sigma).item() == pytest.approx(0.0, abs=1e-7)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, sigma), torch.distributions.Normal(mu * 0.5, sigma * 2)
+    ).mean()
+    torch.testing.assert_close(losses.kl_normal(mu, sigma, mu * 0.5, sigma * 2), ref)
+
+
+def test_multiscale_l1_visible_region_only() -> None:
+    target = torch.zeros(1, 3, 8, 8)
+    hole = torch.zeros(1, 1, 8, 8)
+    hole[..., :4, :] = 1
+    pred = [torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 8, 8)]
+    pred[1][..., :4, :] = 5.0  # error only inside the hole
+    assert losses.multiscale_l1(pred, target, weight=1 - hole).item() == pytest.approx(0.0)
+    assert losses.multiscale_l1(pred, target).item() == pytest.approx(2.5)  # mean over all pixels
+
+
+def test_scale_pyramid_shapes() -> None:
+    pyr = losses.scale_pyramid(torch.randn(2, 3, 32, 48), 3)
+    assert [tuple(p.shape[-2:]) for p in pyr] == [(8, 12), (16, 24), (32, 48)]
+
+
+def test_feature_match_detaches_real() -> None:
+    fake = torch.randn(2, 1, 3, 3, requires_grad=True)
+    real = torch.randn(2, 1, 3, 3, requires_grad=True)
+    losses.feature_match_l2(fake, real).backward()
+    assert fake.grad is not None and real.grad is None

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dualinpaint import checkpoint as ckpt
+from dualinpaint.config import Config, load_config
+from dualinpaint.data import ImageDataset
+from dualinpaint.distributed import DistInfo
+from dualinpaint.masks import MaskSampler
+from dualinpaint.train import (
+    BatchStream,
+    InpaintingData,
+    Trainer,
+    TrainingDiverged,
+    epoch_batches,
+    train,
+)
+
+from .conftest import make_photos
+
+
+def fast_tiny(tiny_cfg: Config, *extra: str) -> Config:
+    return tiny_cfg.with_overrides(
+        ["train.log_every=1", "train.sample_every=1000", "train.val_every=1000", *extra]
+    )
+
+
+def stream_for(
+    cfg: Config, folder: Path, dist: DistInfo | None = None, batch: int | None = None
+) -> BatchStream:
+    images = ImageDataset(folder, cfg.data.size, cfg.data.load_size, train=True, seed=cfg.train.seed)
+    data = InpaintingData(images, MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size), cfg.train.seed)
+    return BatchStream(data, batch or cfg.data.batch_size, cfg.train.seed, dist or DistInfo(), 0)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "picnet-small"])
+def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, preset: str) -> None:
+    cfg = tiny_cfg
+    if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
+        cfg = load_config("picnet").with_overrides(
+            [
+                "model.ngf=8",
+                "model.max_channels=16",
+                "model.z_channels=8",
+                "model.disc_channels=8",
+                "model.disc_max_channels=16",
+                "model.disc_layers=3",
+                "data.size=64",
+                "data.load_size=68",
+                "data.batch_size=2",
+            ]
+        )
+    trainer = Trainer(cfg)
+    stream = stream_for(cfg, photo_dir)
+    trainer.train_step(stream)  # one update so the attention gates (initialised at 0) are non-zero
+    batch, pos = stream.next()
+    image, hole = trainer._prepare(batch)
+    out = trainer.forward(image, hole, pos, 0)
+    trainer.net.zero_grad()
+    trainer.g_total(trainer.g_terms(image, hole, out), len(out.gen)).backward()
+    for name, p in trainer.net.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
+    trainer.d_rec.zero_grad()
+    trainer.d_gen.zero_grad()
+    trainer.opt_d.zero_grad(set_to_none=True)
+    # the critic step's own backward: run it, then inspect the gradients it left behind
+    trainer.opt_d.step = lambda *a, **k: None  # keep the gradients for inspection
+    trainer.d_step(image, hole, trainer.forward(image, hole, pos, 0), pos, 0)
+    for tag, d in (("D1", trainer.d_rec), ("D2", trainer.d_gen)):
+        for name, p in d.named_parameters():
+            if cfg.model.disc_attention and "attention.query" in name:
+                continue  # multiplied by γ, which only moves after D's first update
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {tag}.{name}"
+
+
+def test_tiny_overfit_reconstruction_l1_halves(tmp_path: Path, tiny_cfg: Config) -> None:
+    """4 images, the tiny config, CPU: the reconstruction-path L1 drops by at least 50 %."""
+    make_photos(tmp_path / "four", 4, seed=3)
+    cfg = fast_tiny(tiny_cfg, "data.flip=false", "data.load_size=32")
+    train(cfg, tmp_path / "four", tmp_path / "run", steps=100, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    l1 = [r["g/app_rec"] for r in rows if "g/app_rec" in r]
+    first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
+    assert last <= 0.5 * first, (first, last)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / ckpt.WEIGHTS_NAME)
+
+
+def test_resume_is_exact(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> None:
+    """2N steps in one go == N steps, stop, --resume, N more steps (bit-identical on CPU)."""
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=3", "data.batch_size=3")  # 8 images: epochs of 2 batches
+    train(cfg, photo_dir, tmp_path / "full", steps=6, progress=False)
+    train(cfg, photo_dir, tmp_path / "half", steps=3, progress=False)
+    state = ckpt.load_state(tmp_path / "half")
+    assert state["step"] == 3 and state["position"] == {"epoch": 1, "batch": 1}
+    train(None, None, tmp_path / "half", steps=6, resume=True, progress=False)
+    full, half = _weights(tmp_path / "full"), _weights(tmp_path / "half")
+    assert full.keys() == half.keys()
+    for k in full:
+        assert torch.equal(full[k], half[k]), k
+    s_full, s_half = ckpt.load_state(tmp_path / "full"), ckpt.load_state(tmp_path / "half")
+    for k in s_full["d_gen"]:
+        assert torch.equal(s_full["d_gen"][k], s_half["d_gen"][k]), k
+
+
+def test_interrupted_checkpoint_write_keeps_previous(
+    tmp_path: Path, tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=2")
+    run = tmp_path / "run"
+    train(cfg, photo_dir, run, steps=2, progress=False)
+    before = (run / ckpt.STATE_NAME).read_bytes()
+
+    import os
+
+    real_fdopen = os.fdopen
+
+    class Torn:
+        """A file object that writes half of what it is given, then fails (disk full / killed)."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+            return False
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Torn(real_fdopen(fd, mode, *a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        train(None, None, run, steps=4, resume=True, progress=False)
+    monkeypatch.undo()
+    assert (run / ckpt.STATE_NAME).read_bytes() == before
+    assert ckpt.load_state(run)["step"] == 2
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # no temporary leftovers
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=2")
+    run = tmp_path / "run"
+    train(cfg, photo_dir, run, steps=2, progress=False)
+    good = _weights(run)
+    original = Trainer.g_terms
+
+    def poisoned(self, image, hole, out):
+        terms = original(self, image, hole, out)
+        if self.step >= 3:
+            terms["app_g"] = terms["app_g"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(Trainer, "g_terms", poisoned)
+    with pytest.raises(TrainingDiverged, match="generator loss became nan at step 4"):
+        train(None, None, run, steps=10, resume=True, progress=False)
+    assert ckpt.load_state(run)["step"] == 2
+    for k, v in _weights(run).items():
+        assert torch.equal(v, good[k])
+
+
+def test_run_directory_contents(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> None:
+    cfg = fast_tiny(tiny_cfg, "train.sample_every=2", "train.val_every=2", "train.ckpt_every=2")
+    run = tmp_path / "run"
+    summary = train(cfg, photo_dir, run, val=photo_dir, steps=2, progress=False)
+    assert summary.step == 2
+    assert load_config(run / "config.yaml") == cfg
+    assert (run / "samples" / "step_0000002.png").is_file()
+    assert list((run / "tb").iterdir())
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    for k in (
+        "g/kl_rec",
+        "g/kl_g",
+        "g/app_rec",
+        "g/app_g",
+        "g/ad_g",
+        "g/ad_rec",
+        "d/gp1",
+        "d/gp2",
+        "d/d2_real_minus_fake",
+        "val/psnr",
+        "val/ssim",
+        "val/psnr_hole",
+        "perf/samples_per_s",
+    ):
+        assert k in keys, k
+    tensors, stored, meta = ckpt.read_weights(run)
+    assert stored == cfg and meta["step"] == 2
+
+
+def test_global_batches_split_contiguously_across_ranks(photo_dir: Path, tiny_cfg: Config) -> None:
+    cfg = tiny_cfg.with_overrides(["data.batch_size=2"])
+    one = stream_for(cfg, photo_dir, batch=4)
+    r0 = stream_for(cfg, photo_dir, DistInfo(0, 0, 2))
+    r1 = stream_for(cfg, photo_dir, DistInfo(1, 1, 2))
+    for _ in range(3):
+        b, pos = one.next()
+        b0, p0 = r0.next()
+        b1, p1 = r1.next()
+        assert torch.equal(b["image"], torch.cat([b0["image"], b1["image"]]))
+        assert torch.equal(b["hole"], torch.cat([b0["hole"], b1["hole"]]))
+        assert pos == p0 + p1
+    assert epoch_batches(8, 4, 0, 0) == epoch_batches(8, 4, 0, 0) != epoch_batches(8, 4, 0, 1)
+
+
+def test_too_little_data_is_a_clear_error(tmp_path: Path, tiny_cfg: Config) -> None:
+    make_photos(tmp_path / "two", 2)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train(tiny_cfg, tmp_path / "two", tmp_path / "run", steps=1, progress=False)
