@@ -127,3 +127,49 @@ def is_finite_module(module: nn.Module) -> bool:
         for t in list(module.parameters()) + list(module.buffers())
         if t.is_floating_point()
     )
+
+
+MODEL_DIR = Path(__file__).parent / "assets" / "models"
+
+
+def packaged_models() -> list[str]:
+    """Names of the models shipped inside the package (``--model NAME``)."""
+    if not MODEL_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODEL_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
+
+
+def resolve_model(source: str | Path) -> Path:
+    """A packaged model name (``default``), a run folder or a ``.safetensors`` file → the weights path."""
+    p = Path(source)
+    if p.is_dir():
+        p = p / WEIGHTS_NAME
+    if p.is_file():
+        return p
+    if p.parent == Path(".") and (MODEL_DIR / str(source) / WEIGHTS_NAME).is_file():
+        return MODEL_DIR / str(source) / WEIGHTS_NAME
+    names = ", ".join(packaged_models()) or "none"
+    raise CheckpointError(
+        f"no model {str(source)!r}: not a run folder, a .safetensors file or a packaged "
+        f"model name (packaged: {names})"
+    )
+
+
+def load_model(source: str | Path):
+    """Build the network from a model's stored config and load its weights (eval mode, CPU).
+
+    ``source``: packaged model name, run folder or ``.safetensors`` file. A pickled ``.pt``/``.pth`` file is
+    refused. Returns (DualPathInpainter, Config, metadata).
+    """
+    from .generator import DualPathInpainter
+
+    path = resolve_model(source)
+    if path.suffix in (".pt", ".pth", ".ckpt", ".pkl"):
+        raise CheckpointError(
+            f"{path}: refusing to load a pickled model; dualinpaint models are .safetensors"
+        )
+    tensors, cfg, meta = read_weights(path)
+    net = DualPathInpainter(cfg.model)
+    load_into(net, tensors, path)
+    net.eval().requires_grad_(False)
+    return net, cfg, meta

@@ -133,6 +133,8 @@ class LossConfig:
     kl_times_scales: bool = True  # PICNet multiplies lambda_kl by output_scales (20×4 = 80)
     lambda_g: float = 1.0  # adversarial term of the generation path
     lambda_rec_adv: float = 1.0  # adversarial / D-feature-matching term of the reconstruction path
+    lambda_hole_g: float = 0.0  # L1 of the generation path inside the hole; 0 in PICNet, where G2 is
+    # never pushed to reproduce the hole (the key to diversity); > 0 trades diversity for fidelity
     rec_adv: str = "dmatch_l2"  # PICNet: L2 between D1 outputs of fake and real; or a plain GAN loss
     kl_rec_direction: str = "prior_post"  # PICNet: KL(N(0,σ_m) ‖ posterior); paper: post_prior
     prior_sigma: str = "adaptive"  # σ_m from the hole fraction (PICNet) or 1
@@ -146,7 +148,9 @@ class LossConfig:
         _check_choice(s, "kl_rec_direction", self.kl_rec_direction, KL_DIRECTIONS)
         _check_choice(s, "prior_sigma", self.prior_sigma, PRIOR_SIGMAS)
         _check_choice(s, "d2_fake", self.d2_fake, D2_FAKES)
-        _check_nonnegative(s, self, "lambda_gp", "lambda_rec", "lambda_kl", "lambda_g", "lambda_rec_adv")
+        _check_nonnegative(
+            s, self, "lambda_gp", "lambda_rec", "lambda_kl", "lambda_g", "lambda_rec_adv", "lambda_hole_g"
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ class DataConfig:
     size: int = 256  # training crop side; a multiple of model.stride
     load_size: int = 266  # resize before the random crop (0 = same as size)
     flip: bool = True
+    min_scale: float = 0.0  # > 0: random square crops of s·shorter side, s ~ U[min_scale, 1], resized
     batch_size: int = 8
     num_workers: int = 2
 
@@ -186,6 +191,7 @@ class DataConfig:
         s = "data"
         _check_positive(s, self, "size", "batch_size")
         _check_nonnegative(s, self, "num_workers", "load_size")
+        _check(0 <= self.min_scale <= 1, f"data.min_scale={self.min_scale} must be in [0, 1]")
         _check(
             self.load_size == 0 or self.load_size >= self.size,
             f"data.load_size={self.load_size} must be 0 or >= data.size={self.size}",

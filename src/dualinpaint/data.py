@@ -135,8 +135,11 @@ class ImageDataset(torch.utils.data.Dataset):
     """Images from a folder, a file list or a sequence of paths, as ``{"image": 3×size×size, "index": i}``.
 
     Images are float tensors in [-1, 1] (RGB, EXIF orientation applied). ``train=True`` gives random
-    crops and flips drawn from ``(seed, epoch, index)``; call :meth:`set_epoch` at the start of each epoch
-    (before the DataLoader iterator is created: workers that persist across epochs keep the old epoch).
+    crops and flips drawn from ``(seed, epoch, index)``: PICNet's resize to ``load_size`` then a random
+    ``size`` crop, or, with ``min_scale`` > 0, a random square of s·(shorter side), s ~ U[min_scale, 1],
+    resized to ``size`` (scale augmentation for a few large photos). Call :meth:`set_epoch` at the start
+    of each epoch (before the DataLoader iterator is created: workers that persist across epochs keep the
+    old epoch).
     ``train=False`` has no randomness.
 
     An unreadable file is skipped with one warning naming it (once per file and process), and the next
@@ -152,6 +155,7 @@ class ImageDataset(torch.utils.data.Dataset):
         train: bool = True,
         flip: bool = True,
         seed: int = 0,
+        min_scale: float = 0.0,
     ) -> None:
         if isinstance(source, str | os.PathLike):
             self.paths = read_image_list(source)
@@ -173,6 +177,9 @@ class ImageDataset(torch.utils.data.Dataset):
         self.load_size = int(load_size)
         self.train = bool(train)
         self.flip = bool(flip)
+        if not 0.0 <= min_scale <= 1.0:
+            raise ValueError(f"min_scale={min_scale!r} must be in [0, 1]")
+        self.min_scale = float(min_scale)
         self.seed = int(seed)
         self.epoch = 0
         self._unreadable: set[int] = set()
@@ -217,10 +224,22 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _train_transform(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         load, size = self.load_size, self.size
+        if self.min_scale > 0:
+            return self._scale_crop(image, rng)
         if image.size != (load, load):
             image = image.resize((load, load), RESAMPLE)
         x, y = (int(v) for v in rng.integers(0, load - size + 1, size=2))
         image = image.crop((x, y, x + size, y + size))
+        if rng.random() < 0.5 and self.flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return image
+
+    def _scale_crop(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """A square of side s·(shorter side), s ~ U[min_scale, 1], at a random place, resized to size."""
+        w, h = image.size
+        side = max(1, round(min(w, h) * rng.uniform(self.min_scale, 1.0)))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        image = image.resize((self.size, self.size), RESAMPLE, box=(x, y, x + side, y + side))
         if rng.random() < 0.5 and self.flip:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image

@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,17 @@ from .masks import MaskSampler
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def bf16_supported(device: torch.device | str = "cpu") -> bool:
+    """True where bf16 autocast runs natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
 
 
 def derive_seed(*parts: int) -> int:
@@ -196,6 +208,10 @@ class Trainer:
         )
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if o.ema > 0 else None
         self.step = 0
+        self.use_bf16 = cfg.train.bf16 and bf16_supported(self.device)
+        if cfg.train.bf16 and not self.use_bf16 and self.dist.is_main:
+            msg = f"train.bf16 is on but this {self.device.type} has no native bf16; training in fp32"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
     # ---- randomness as a function of (seed, step, critic round, sample position)
 
@@ -215,7 +231,7 @@ class Trainer:
         return self._per_sample(positions, round_, 4, shape), self._per_sample(positions, round_, 5, shape)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     def _prepare(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
@@ -296,6 +312,7 @@ class Trainer:
         )
         app_rec = multiscale_l1(out.rec, image)
         app_g = multiscale_l1(out.gen, image, weight=1 - hole)
+        hole_g = multiscale_l1(out.gen, image, weight=hole) if L.lambda_hole_g > 0 else app_g.new_zeros(())
         with self.autocast():
             ad_g = generator_adv_loss(
                 L.gan_mode, self.d_gen(self._d2_fakes(out.gen[-1], image, hole)).float()
@@ -310,6 +327,7 @@ class Trainer:
             "kl_g": kl_g,
             "app_rec": app_rec,
             "app_g": app_g,
+            "hole_g": hole_g,
             "ad_g": ad_g,
             "ad_rec": ad_rec,
         }
@@ -321,6 +339,7 @@ class Trainer:
         return (
             kl_w * (t["kl_rec"] + t["kl_g"])
             + L.lambda_rec * (t["app_rec"] + t["app_g"])
+            + L.lambda_hole_g * t["hole_g"]
             + L.lambda_g * t["ad_g"]
             + L.lambda_rec_adv * t["ad_rec"]
         )
@@ -564,6 +583,7 @@ def train(
         train=True,
         flip=cfg.data.flip,
         seed=cfg.train.seed,
+        min_scale=cfg.data.min_scale,
     )
     masks = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
     stream = BatchStream(
