@@ -244,3 +244,25 @@ def test_split_list_edges() -> None:
     assert split_list(["a", "b"], 0.0, seed=0) == (["a", "b"], [])
     with pytest.raises(ValueError):
         split_list(["a"], 1.5, seed=0)
+
+
+def test_scale_crop_draws_squares_of_varying_scale(tmp_path: Path) -> None:
+    """min_scale > 0: a square of s·(shorter side), s ~ U[min_scale, 1], resized to size; seeded."""
+    arr = np.zeros((60, 100, 3), np.uint8)
+    arr[:, :, 0] = np.arange(100, dtype=np.uint8)[None, :] * 2  # red encodes the x coordinate
+    arr[:, :, 1] = np.arange(60, dtype=np.uint8)[:, None] * 4  # green encodes y
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    ds = ImageDataset(tmp_path, 16, train=True, flip=False, min_scale=0.2)
+    spans = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        img = ds[0]["image"]
+        red = (img[0] + 1) * 127.5
+        spans.add(round(float(red[:, -1].mean() - red[:, 0].mean())))
+        assert img.shape == (3, 16, 16)
+        ds.set_epoch(epoch)
+        assert torch.equal(ds[0]["image"], img)
+    assert len(spans) > 6  # the crop's width (hence its x-span) varies from epoch to epoch
+    assert max(spans) <= 2 * 60 and min(spans) >= 2 * 60 * 0.2 * 15 / 16 - 4
+    with pytest.raises(ValueError, match="min_scale"):
+        ImageDataset(tmp_path, 16, min_scale=1.5)
