@@ -7,6 +7,7 @@ calls the library; heavy or optional dependencies are imported inside the comman
     dualinpaint masks make --kind stroke --count 100 --size 256 --seed 0 --out masks/stroke
     dualinpaint data debian-photos data/debian-photos
     dualinpaint data split --data DIR --val-fraction 0.2 --count 5000 --out splits/
+    dualinpaint export --onnx model.onnx [--model default] [--size 512|dynamic] [--sampling]
 """
 
 from __future__ import annotations
@@ -129,6 +130,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .export import export_onnx
+
+    net, _, _ = load_model(args.model)
+    size = None if args.size == "dynamic" else int(args.size)
+    report = export_onnx(net, args.onnx, size=size, sampling=args.sampling)
+    diff = report["max_abs_diff"]
+    check = (
+        "not checked (onnxruntime missing)" if diff is None else f"max abs difference vs PyTorch {diff:.2e}"
+    )
+    print(f"wrote {report['path']} ({', '.join(report['inputs'])} → fill, size {report['size']}); {check}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------- parser
 
 
@@ -187,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--val-fraction", type=float, default=0.2)
     ds.add_argument("--count", type=int, default=0, help="draw this many images first (0 = all)")
     ds.add_argument("--seed", type=int, default=0)
+    sp = sub.add_parser("export", help="export the generation path to ONNX")
+    sp.add_argument("--onnx", required=True, help="output .onnx file")
+    sp.add_argument("--model", default="default", help="packaged model name, run folder or .safetensors")
+    sp.add_argument("--size", default="512", help="square input side, or 'dynamic' for any H×W")
+    sp.add_argument("--sampling", action="store_true", help="take a noise input (pluralistic sampling)")
     return p
 
 

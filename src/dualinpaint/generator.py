@@ -12,6 +12,7 @@ Images are N×3×H×W in [-1, 1]; masks N×1×H×W with 1 = hole; H and W multip
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -285,3 +286,23 @@ class DualPathInpainter(nn.Module):
         """Shape Z×h×w of the latent for an H×W image."""
         st = self.cfg.stride
         return (self.cfg.z_channels, height // st, width // st)
+
+
+@torch.no_grad()
+def freeze_for_inference(net: DualPathInpainter) -> DualPathInpainter:
+    """A copy without spectral-norm parametrizations, holding the effective (normalised) weights.
+
+    In eval mode spectral norm divides each weight by a fixed σ from the stored u/v vectors; baking that
+    in once saves recomputing it on every forward and gives a graph that exports cleanly to ONNX. The
+    copy computes the same function as ``net.eval()`` (to float rounding) and is returned in eval mode.
+    """
+    was_training = net.training
+    net.eval()
+    plain = DualPathInpainter(dataclasses.replace(net.cfg, spectral_norm=False))
+    state = {}
+    for key in plain.state_dict():
+        path, _, attr = key.rpartition(".")
+        state[key] = getattr(net.get_submodule(path) if path else net, attr).detach().clone()
+    plain.load_state_dict(state)
+    net.train(was_training)
+    return plain.eval().requires_grad_(False)
