@@ -161,7 +161,7 @@ def load_model(source: str | Path):
     ``source``: packaged model name, run folder or ``.safetensors`` file. A pickled ``.pt``/``.pth`` file is
     refused. Returns (DualPathInpainter, Config, metadata).
     """
-    from .generator import DualPathInpainter
+    from .generator import build_generator
 
     path = resolve_model(source)
     if path.suffix in (".pt", ".pth", ".ckpt", ".pkl"):
@@ -169,7 +169,7 @@ def load_model(source: str | Path):
             f"{path}: refusing to load a pickled model; dualinpaint models are .safetensors"
         )
     tensors, cfg, meta = read_weights(path)
-    net = DualPathInpainter(cfg.model)
+    net = build_generator(cfg.model)
     load_into(net, tensors, path)
     net.eval().requires_grad_(False)
     return net, cfg, meta

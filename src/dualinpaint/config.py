@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
-GAN_MODES = ("wgangp", "lsgan", "hinge")
+GAN_MODES = ("wgangp", "lsgan", "hinge", "vanilla")
+FAMILIES = ("dualpath", "ce", "gl")
+REC_NORMS = ("l1", "l2")
 DISC_TYPES = ("patch", "resdis")
 SKIP_TYPES = ("conv1x1", "identity")
 FUSIONS = ("add", "concat")
@@ -57,6 +59,7 @@ def _check_nonnegative(section: str, obj: Any, *names: str) -> None:
 class ModelConfig:
     """Encoders, generators and discriminators (see generator.py and discriminator.py)."""
 
+    family: str = "dualpath"  # dualpath (the paper / PICNet); ce, gl: Context Encoders, GLCIC baselines
     ngf: int = 32  # channels of the first encoder block; doubled per level up to max_channels
     max_channels: int = 128  # channel cap (PICNet's img_f)
     z_channels: int = 128  # channels of the spatial latent z (PICNet: 128×8×8 at 256²)
@@ -98,6 +101,7 @@ class ModelConfig:
             self.max_channels >= self.ngf,
             f"model.max_channels={self.max_channels} must be >= model.ngf={self.ngf}",
         )
+        _check_choice(s, "family", self.family, FAMILIES)
         _check_choice(s, "skip", self.skip, SKIP_TYPES)
         _check_choice(s, "fusion", self.fusion, FUSIONS)
         _check_choice(s, "norm", self.norm, NORMS)
@@ -126,7 +130,7 @@ class ModelConfig:
 class LossConfig:
     """Loss terms and their weights; the trainer sums them in one expression (train.py)."""
 
-    gan_mode: str = "wgangp"  # wgangp | lsgan | hinge
+    gan_mode: str = "wgangp"  # wgangp | lsgan | hinge | vanilla (BCE, as CE and GLCIC)
     lambda_gp: float = 10.0  # gradient-penalty coefficient (WGAN-GP)
     lambda_rec: float = 20.0  # L1 appearance terms (both paths, all scales)
     lambda_kl: float = 20.0  # KL terms
@@ -140,6 +144,7 @@ class LossConfig:
     prior_sigma: str = "adaptive"  # σ_m from the hole fraction (PICNet) or 1
     d_loss_half: bool = False  # PICNet halves each critic's loss (0.5·[real + fake])
     d2_fake: str = "raw"  # what D2 judges as fake: raw output, composite, or both (the paper)
+    rec_norm: str = "l1"  # reconstruction norm of the ce / gl families (both papers use l2)
 
     def __post_init__(self) -> None:
         s = "loss"
@@ -148,6 +153,7 @@ class LossConfig:
         _check_choice(s, "kl_rec_direction", self.kl_rec_direction, KL_DIRECTIONS)
         _check_choice(s, "prior_sigma", self.prior_sigma, PRIOR_SIGMAS)
         _check_choice(s, "d2_fake", self.d2_fake, D2_FAKES)
+        _check_choice(s, "rec_norm", self.rec_norm, REC_NORMS)
         _check_nonnegative(
             s, self, "lambda_gp", "lambda_rec", "lambda_kl", "lambda_g", "lambda_rec_adv", "lambda_hole_g"
         )

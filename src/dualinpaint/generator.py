@@ -288,6 +288,18 @@ class DualPathInpainter(nn.Module):
         return (self.cfg.z_channels, height // st, width // st)
 
 
+def build_generator(cfg: ModelConfig) -> nn.Module:
+    """The generator side of ``cfg.family``: the dual-path network, or a baseline's generator.
+
+    Every family offers ``complete(image, hole, noise=None, samples=1, generator=None)`` and ``cfg``.
+    """
+    if cfg.family == "dualpath":
+        return DualPathInpainter(cfg)
+    from .baseline_models import build_baseline_generator
+
+    return build_baseline_generator(cfg)
+
+
 @torch.no_grad()
 def freeze_for_inference(net: DualPathInpainter) -> DualPathInpainter:
     """A copy without spectral-norm parametrizations, holding the effective (normalised) weights.

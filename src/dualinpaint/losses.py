@@ -16,7 +16,8 @@ def critic_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tens
     """Discriminator / critic loss on critic outputs for real and fake images (any equal-rank shapes).
 
     wgangp: mean D(fake) − mean D(real) (the gradient penalty is added separately);
-    lsgan: mean (D(real) − 1)² + mean D(fake)²; hinge: mean relu(1 − D(real)) + mean relu(1 + D(fake)).
+    lsgan: mean (D(real) − 1)² + mean D(fake)²; hinge: mean relu(1 − D(real)) + mean relu(1 + D(fake));
+    vanilla: binary cross-entropy on logits, real → 1, fake → 0.
     """
     if mode == "wgangp":
         return fake.mean() - real.mean()
@@ -24,19 +25,25 @@ def critic_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tens
         return (real - 1).pow(2).mean() + fake.pow(2).mean()
     if mode == "hinge":
         return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge")
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(
+            real, torch.ones_like(real)
+        ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge, vanilla")
 
 
 def generator_adv_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
     """Adversarial loss of the generator on critic outputs for its fakes.
 
-    wgangp and hinge: −mean D(fake); lsgan: mean (D(fake) − 1)².
+    wgangp and hinge: −mean D(fake); lsgan: mean (D(fake) − 1)²; vanilla: BCE(D(fake), 1) (non-saturating).
     """
     if mode in ("wgangp", "hinge"):
         return -fake.mean()
     if mode == "lsgan":
         return (fake - 1).pow(2).mean()
-    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge")
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    raise ValueError(f"unknown gan mode {mode!r}; valid: wgangp, lsgan, hinge, vanilla")
 
 
 def gradient_penalty(

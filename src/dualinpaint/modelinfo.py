@@ -26,6 +26,8 @@ def count_flops(fn, *args) -> int:
 def describe(cfg: Config, size: int | None = None) -> str:
     """A plain-text table of parameters per network and GFLOPs per image at ``size``² (default data.size)."""
     size = size or cfg.data.size
+    if cfg.model.family != "dualpath":
+        return _describe_other(cfg, size)
     net = DualPathInpainter(cfg.model).eval()
     d = build_discriminator(cfg.model).eval()
     rows = [
@@ -66,5 +68,27 @@ def describe(cfg: Config, size: int | None = None) -> str:
         f"{'each extra sample (G2 only)':<40}{extra / 1e9:>14.2f}",
         f"{'training forward, both paths':<40}{train_fwd / 1e9:>14.2f}",
         f"{'one critic pass':<40}{d_fwd / 1e9:>14.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def _describe_other(cfg: Config, size: int) -> str:
+    """Parameters and inference GFLOPs of a baseline family (one generator, its critics)."""
+    from .train import make_trainer
+
+    trainer = make_trainer(cfg)
+    net = trainer.net.eval()
+    image = torch.zeros(1, 3, size, size)
+    hole = torch.zeros(1, 1, size, size)
+    hole[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    lines = [
+        f"config: family {cfg.model.family}, image {size}×{size}",
+        "",
+        f"{'network':<40}{'parameters':>14}",
+        f"{'generator':<40}{count_parameters(net):>14,}",
+        f"{'critic 1':<40}{count_parameters(trainer.d_rec):>14,}",
+        f"{'critic 2':<40}{count_parameters(trainer.d_gen):>14,}",
+        "",
+        f"{'inference, one fill':<40}{count_flops(net.complete, image, hole) / 1e9:>14.2f} GFLOPs",
     ]
     return "\n".join(lines)

@@ -193,9 +193,8 @@ class Trainer:
     def __init__(self, cfg: Config, device: torch.device | str = "cpu", dist: DistInfo | None = None) -> None:
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist or DistInfo()
         torch.manual_seed(cfg.train.seed)
-        self.net = DualPathInpainter(cfg.model).to(self.device)
-        self.d_rec = build_discriminator(cfg.model).to(self.device)  # D1: reconstruction path
-        self.d_gen = build_discriminator(cfg.model).to(self.device)  # D2: generation path
+        net, d_rec, d_gen = self.build_networks(cfg)
+        self.net, self.d_rec, self.d_gen = net.to(self.device), d_rec.to(self.device), d_gen.to(self.device)
         if cfg.train.channels_last:
             for m in (self.net, self.d_rec, self.d_gen):
                 m.to(memory_format=torch.channels_last)
@@ -212,6 +211,11 @@ class Trainer:
         if cfg.train.bf16 and not self.use_bf16 and self.dist.is_main:
             msg = f"train.bf16 is on but this {self.device.type} has no native bf16; training in fp32"
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    @staticmethod
+    def build_networks(cfg: Config) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """The generator side and the two critics: D1 (reconstruction path) and D2 (generation path)."""
+        return DualPathInpainter(cfg.model), build_discriminator(cfg.model), build_discriminator(cfg.model)
 
     # ---- randomness as a function of (seed, step, critic round, sample position)
 
@@ -512,16 +516,23 @@ def validate(
 def sample_grid(
     net: DualPathInpainter, images: torch.Tensor, holes: torch.Tensor, k: int, seed: int
 ) -> torch.Tensor:
-    """Rows of: masked input | reconstruction path | generation path | k samples | real. 3×(rH)×(cW)."""
+    """Rows of: masked input | reconstruction path | generation path | k samples | real. 3×(rH)×(cW).
+
+    Networks of other families (no reconstruction path) give: masked input | fill | real.
+    """
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
     img, hole = images.to(device), holes.to(device)
+    masked = img * (1 - hole) + hole  # hole shown white
+    if not isinstance(net, DualPathInpainter):
+        cols = [masked, net.complete(img, hole).clamp(-1, 1), img]
+        net.train(was_training)
+        return torch.cat([torch.cat([c[i] for c in cols], dim=2) for i in range(img.shape[0])], dim=1).cpu()
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn((img.shape[0], *net.latent_shape(*img.shape[-2:])), generator=g).to(device)
     out = net(img, hole, (torch.zeros_like(noise), noise))
     samples = net.complete(img, hole, samples=k, generator=g) if k > 0 else img.new_zeros((0, *img.shape))
-    masked = img * (1 - hole) + hole  # hole shown white
     cols = [
         masked,
         out.rec[-1].clamp(-1, 1),
@@ -532,6 +543,15 @@ def sample_grid(
     net.train(was_training)
     rows = [torch.cat([c[i] for c in cols], dim=2) for i in range(img.shape[0])]
     return torch.cat(rows, dim=1).cpu()
+
+
+def make_trainer(cfg: Config, device: torch.device | str = "cpu", dist: DistInfo | None = None) -> Trainer:
+    """The trainer of ``cfg.model.family``: the dual-path Trainer, or a baseline's subclass of it."""
+    if cfg.model.family == "dualpath":
+        return Trainer(cfg, device, dist)
+    from .baseline_models import BASELINE_TRAINERS
+
+    return BASELINE_TRAINERS[cfg.model.family](cfg, device, dist)
 
 
 def train(
@@ -572,7 +592,7 @@ def train(
         raise ValueError("train needs a config and a data source (or --resume on an existing run)")
     total_steps = steps or cfg.train.steps
     dev = torch.device(device) if device else torch.device("cpu")
-    trainer = Trainer(cfg, dev, dist)
+    trainer = make_trainer(cfg, dev, dist)
     position = {"epoch": 0, "batch": 0}
     if state is not None:
         position = trainer.load_state_dict(state)
