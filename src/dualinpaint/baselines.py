@@ -69,7 +69,9 @@ def _apply(image: Tensor, mask: Tensor, fill: Callable[[np.ndarray, np.ndarray],
         if hole.all():
             raise ValueError("the mask covers the whole image: there is nothing to inpaint from")
         if hole.any():
-            filled = np.asarray(fill(rgb, hole))
+            seen = rgb.copy()
+            seen[hole] = 0  # a method must never see the hole's real pixels (OpenCV's Telea/NS read them)
+            filled = np.asarray(fill(seen, hole))
             if filled.shape != rgb.shape or filled.dtype != np.uint8:
                 raise RuntimeError(
                     f"baseline returned {filled.dtype} {filled.shape}, expected uint8 {rgb.shape}"

@@ -8,6 +8,11 @@ calls the library; heavy or optional dependencies are imported inside the comman
     dualinpaint data debian-photos data/debian-photos
     dualinpaint data split --data DIR --val-fraction 0.2 --count 5000 --out splits/
     dualinpaint export --onnx model.onnx [--model default] [--size 512|dynamic] [--sampling]
+    dualinpaint fill IMAGE|DIR --mask MASK|DIR -o OUT [--samples K] [--seed S] [--model default]
+    dualinpaint demo
+    dualinpaint eval-masks --out masks/ --size 256
+    dualinpaint evaluate --data DIR --masks masks/ --model default --baselines telea,ns --out report/
+    dualinpaint serve [--host 127.0.0.1] [--port 8080] [--model default]
 """
 
 from __future__ import annotations
@@ -146,6 +151,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("fill")
+def cmd_fill(args: argparse.Namespace) -> int:
+    from .inference import fill_command
+
+    return fill_command(args)
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .inference import demo_command
+
+    return demo_command(args)
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_command
+
+    return evaluate_command(args)
+
+
+@command("eval-masks")
+def cmd_eval_masks(args: argparse.Namespace) -> int:
+    from .evaluate import eval_masks_command
+
+    return eval_masks_command(args)
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web.app import serve_command
+
+    return serve_command(args)
+
+
 # ------------------------------------------------------------------------------------------------- parser
 
 
@@ -204,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--val-fraction", type=float, default=0.2)
     ds.add_argument("--count", type=int, default=0, help="draw this many images first (0 = all)")
     ds.add_argument("--seed", type=int, default=0)
+    # these modules import numpy and Pillow only at module level; torch loads when a command runs
+    from .evaluate import add_eval_masks_arguments, add_evaluate_arguments
+    from .inference import add_demo_arguments, add_fill_arguments
+    from .web.app import add_serve_arguments
+
+    add_fill_arguments(sub.add_parser("fill", help="fill holes in an image or a folder of images"))
+    add_demo_arguments(sub.add_parser("demo", help="inpaint the bundled sample photos into one PNG"))
+    add_evaluate_arguments(
+        sub.add_parser("evaluate", help="score models and baselines on a fixed mask protocol")
+    )
+    add_eval_masks_arguments(sub.add_parser("eval-masks", help="write the standard evaluation mask protocol"))
+    add_serve_arguments(sub.add_parser("serve", help="web page + REST API (default http://127.0.0.1:8080/)"))
+
     sp = sub.add_parser("export", help="export the generation path to ONNX")
     sp.add_argument("--onnx", required=True, help="output .onnx file")
     sp.add_argument("--model", default="default", help="packaged model name, run folder or .safetensors")

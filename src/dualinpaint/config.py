@@ -389,10 +389,11 @@ def resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    preset = PRESET_DIR / f"{p.stem if p.suffix in ('.yaml', '.yml') else p.name}.yaml"
-    if p.parent == Path(".") and preset.is_file():
+    name = p.with_suffix("") if p.suffix in (".yaml", ".yml") else p
+    preset = PRESET_DIR / f"{name}.yaml"
+    if not p.is_absolute() and ".." not in p.parts and preset.is_file():
         return preset
-    names = sorted(q.stem for q in PRESET_DIR.glob("*.yaml"))
+    names = sorted(str(q.relative_to(PRESET_DIR).with_suffix("")) for q in PRESET_DIR.rglob("*.yaml"))
     raise ConfigError(f"no config file {str(path)!r} (presets: {', '.join(names)})")
 
 

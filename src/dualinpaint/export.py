@@ -73,6 +73,8 @@ def export_onnx(
         import onnx  # noqa: F401
     except ImportError:
         raise ValueError("ONNX export needs the onnx package: pip install 'dualinpaint[onnx]'") from None
+    if not isinstance(net, DualPathInpainter):
+        raise ValueError(f"ONNX export covers the dual-path model; this model's family is {net.cfg.family!r}")
     stride = net.cfg.stride
     if size is not None and (size <= 0 or size % stride):
         raise ValueError(f"--size {size} must be a positive multiple of the model's stride {stride}")

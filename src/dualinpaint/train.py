@@ -80,25 +80,24 @@ def derive_seed(*parts: int) -> int:
 
 
 class InpaintingData(Dataset):
-    """Images with their training masks: item i of epoch e → (image 3×S×S, hole 1×S×S, index).
+    """Images with their training masks: key (epoch e, item i) → (image 3×S×S, hole 1×S×S, index).
 
-    The mask of item i in epoch e is drawn from ``derive_seed(seed, e, i)``, so it is the same in a
-    worker process, after a resume and on any rank.
+    Crop, flip and mask of item i in epoch e are drawn from seeds derived from (seed, e, i), so they are
+    the same in a worker process, after a resume and on any rank. Keys carry their epoch, so one
+    DataLoader (and its worker processes) serves every epoch.
     """
 
     def __init__(self, images: ImageDataset, masks: MaskSampler, seed: int) -> None:
-        self.images, self.masks, self.seed, self.epoch = images, masks, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.images.set_epoch(epoch)
+        self.images, self.masks, self.seed = images, masks, seed
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        self.images.set_epoch(epoch)
         item = self.images[index]
-        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, index, 1))
+        rng = np.random.default_rng(derive_seed(self.seed, epoch, index, 1))
         return {"image": item["image"], "hole": self.masks(rng), "index": index}
 
 
@@ -109,10 +108,26 @@ def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> lis
     return [perm[i : i + global_batch] for i in range(0, n_items - global_batch + 1, global_batch)]
 
 
+class _RankBatches:
+    """Endless batch sampler: this rank's slices of the global batches, epoch after epoch, from a position."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, dist: DistInfo, epoch: int, batch: int) -> None:
+        self.n, self.batch_size, self.seed, self.dist = n, batch_size, seed, dist
+        self.epoch, self.batch = epoch, batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        r, b, epoch, first = self.dist.rank, self.batch_size, self.epoch, self.batch
+        while True:
+            for gb in epoch_batches(self.n, b * self.dist.world_size, self.seed, epoch)[first:]:
+                yield [(epoch, i) for i in gb[r * b : (r + 1) * b]]
+            epoch, first = epoch + 1, 0
+
+
 class BatchStream:
     """Endless stream of this rank's batches with a resumable position (epoch, batch within epoch).
 
-    Rank r of W takes the contiguous slice [r·B, (r+1)·B) of every global batch of B·W items.
+    Rank r of W takes the contiguous slice [r·B, (r+1)·B) of every global batch of B·W items. One
+    DataLoader serves all epochs (its workers are not restarted at each epoch).
     """
 
     def __init__(
@@ -126,7 +141,6 @@ class BatchStream:
         batch: int = 0,
     ) -> None:
         self.data, self.batch_size, self.seed, self.dist = data, batch_size, seed, dist
-        self.num_workers = num_workers
         self.epoch, self.batch = epoch, batch
         self.global_batch = batch_size * dist.world_size
         if len(data) < self.global_batch:
@@ -134,37 +148,18 @@ class BatchStream:
                 f"the training data has {len(data)} images, fewer than one global batch "
                 f"({batch_size} × {dist.world_size} processes)"
             )
-        self._iter: Iterator | None = None
-
-    def _start_epoch(self) -> None:
-        self.data.set_epoch(self.epoch)
-        r, b = self.dist.rank, self.batch_size
-        mine = [
-            gb[r * b : (r + 1) * b]
-            for gb in epoch_batches(len(self.data), self.global_batch, self.seed, self.epoch)
-        ]
-        loader = DataLoader(
-            self.data,
-            batch_sampler=mine[self.batch :],
-            num_workers=self.num_workers,
-            persistent_workers=False,
-        )
-        self._iter = iter(loader)
+        self.per_epoch = len(data) // self.global_batch
+        sampler = _RankBatches(len(data), batch_size, seed, dist, epoch, batch)
+        self._iter = iter(DataLoader(data, batch_sampler=sampler, num_workers=num_workers))
 
     def next(self) -> tuple[dict[str, Any], list[int]]:
         """The next batch and the global positions (within this step's global batch) of its samples."""
-        while True:
-            if self._iter is None:
-                self._start_epoch()
-            try:
-                batch = next(self._iter)
-            except StopIteration:
-                self._iter = None
-                self.epoch, self.batch = self.epoch + 1, 0
-                continue
-            self.batch += 1
-            start = self.dist.rank * self.batch_size
-            return batch, list(range(start, start + batch["image"].shape[0]))
+        batch = next(self._iter)
+        self.batch += 1
+        if self.batch == self.per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        start = self.dist.rank * self.batch_size
+        return batch, list(range(start, start + batch["image"].shape[0]))
 
     @property
     def position(self) -> dict[str, int]:

@@ -1,0 +1,273 @@
+"""Evaluation protocol and evaluator: outputs, determinism, resume, best-of-K, baselines, CLI hooks."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualinpaint import baselines as baselines_module
+from dualinpaint import evaluate as ev
+from dualinpaint.checkpoint import save_weights
+from dualinpaint.config import load_config
+from dualinpaint.data import ImageDataset
+from dualinpaint.generator import DualPathInpainter
+from dualinpaint.images import open_image, pil_to_tensor
+from dualinpaint.masks import load_mask_set
+from dualinpaint.metrics import NOT_AVAILABLE, l1, psnr
+
+from .conftest import make_photos
+
+SIZE = 64
+N_IMAGES = 3
+COUNT = 2  # masks per stroke bucket
+BEST_OF = 3
+METHODS = ("tiny", f"tiny best-of-{BEST_OF}", "telea", "ns")
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def metric_table(path: Path) -> list[tuple]:
+    """Everything in results.csv except the timing column."""
+    return [tuple(v for k, v in row.items() if k != "seconds") for row in read_csv(path / ev.RESULTS_CSV)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine two threads contend and run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(one_thread, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("evaluate")
+    make_photos(root / "photos", N_IMAGES, size=(60, 72), seed=1)
+    protocol = ev.make_eval_masks(root / "masks", size=SIZE, count=COUNT, seed=0)
+    cfg = load_config("tiny").with_overrides([f"data.size={SIZE}", "data.load_size=68"])
+    torch.manual_seed(0)
+    save_weights(root / "tiny", DualPathInpainter(cfg.model), cfg, 0)
+    kwargs = dict(
+        models=[root / "tiny"], baselines=["telea", "ns"], size=SIZE, best_of=BEST_OF, progress=False
+    )
+    results = ev.evaluate(root / "photos", root / "masks", root / "run1", **kwargs)
+    return {"root": root, "protocol": protocol, "kwargs": kwargs, "results": results}
+
+
+def test_make_eval_masks(tmp_path, setup):
+    protocol = setup["protocol"]
+    names = [b["name"] for b in protocol["buckets"]]
+    assert names == ["center"] + [f"stroke_{a}-{b}" for a, b in ev_bins()]
+    saved = json.loads((setup["root"] / "masks" / ev.PROTOCOL_NAME).read_text())
+    assert saved == json.loads(json.dumps(protocol))
+    for bucket in protocol["buckets"]:
+        masks, manifest = load_mask_set(setup["root"] / "masks" / bucket["folder"])
+        assert len(masks) == (1 if bucket["kind"] == "center" else COUNT)
+        for entry in manifest["files"]:
+            assert bucket["min_ratio"] <= entry["hole_ratio"] <= bucket["max_ratio"]
+    assert protocol["buckets"][0]["min_ratio"] == pytest.approx(0.25)
+    again = ev.make_eval_masks(tmp_path / "again", size=SIZE, count=COUNT, seed=0)
+    assert [b["manifest_sha256"] for b in again["buckets"]] == [
+        b["manifest_sha256"] for b in protocol["buckets"]
+    ]
+
+
+def ev_bins() -> list[tuple[str, str]]:
+    return [(f"{round(lo * 100):02d}", f"{round(hi * 100):02d}") for lo, hi in ev.STROKE_BINS]
+
+
+def test_outputs_and_report(setup):
+    run = setup["root"] / "run1"
+    for name in (ev.RESULTS_CSV, ev.RESULTS_JSON, ev.REPORT_MD, ev.GRID_PNG, ev.CACHE_NAME):
+        assert (run / name).is_file(), name
+    rows = read_csv(run / ev.RESULTS_CSV)
+    buckets = [b["name"] for b in setup["protocol"]["buckets"]]
+    assert len(rows) == len(buckets) * len(METHODS) * N_IMAGES
+    assert {r["method"] for r in rows} == set(METHODS)
+    assert all(r["lpips"] == NOT_AVAILABLE for r in rows)
+
+    report = (run / ev.REPORT_MD).read_text()
+    sections = report.split("\n## ")[1:]
+    assert [s.split(":")[0] for s in sections] == buckets
+    for section in sections:
+        table = [line for line in section.splitlines() if line.startswith("| ")]
+        assert table[0].startswith("| method | PSNR")
+        assert [line.split(" | ")[0][2:] for line in table[1:]] == list(METHODS)
+        assert all(NOT_AVAILABLE in line for line in table[1:])
+    assert "deterministic" in report and "Oracle selection" in report and "uint8" in report
+
+    saved = json.loads((run / ev.RESULTS_JSON).read_text())
+    assert saved["software"]["torch"] and saved["software"]["dualinpaint"]
+    assert saved["protocol"]["data"]["images"] == N_IMAGES
+    assert saved["protocol"]["masks"]["protocol_sha256"]
+    assert len(saved["rows"]) == len(rows) and len(saved["aggregates"]) == len(buckets) * len(METHODS)
+    assert saved["args"]["best_of"] == BEST_OF and isinstance(saved["command"], list)
+
+    grid = open_image(run / ev.GRID_PNG)
+    assert grid.size == ((len(METHODS) + 2) * SIZE, 14 + len(buckets) * SIZE)
+
+
+def test_best_of_rows_are_separate_and_minimal(setup):
+    rows = setup["results"]["rows"]
+    best = [r for r in rows if r["method"] == f"tiny best-of-{BEST_OF}"]
+    det = [r for r in rows if r["method"] == "tiny"]
+    assert best and len(best) == len(det)
+    assert all("sample_l1" not in r and r["chosen_sample"] is None for r in det)
+    for r in best:
+        assert len(r["sample_l1"]) == BEST_OF
+        assert r["l1"] == r["sample_l1"][r["chosen_sample"]]
+        assert all(r["l1"] <= s for s in r["sample_l1"])
+    assert best[0]["method_id"] != det[0]["method_id"]
+
+
+def test_metrics_match_the_saved_quantised_output(setup):
+    root = setup["root"]
+    rows = read_csv(root / "run1" / ev.RESULTS_CSV)
+    row = next(
+        r for r in rows if r["bucket"] == "center" and r["method"] == "tiny" and r["image_index"] == "0"
+    )
+    output = pil_to_tensor(open_image(ev._output_path(root / "run1", "center", "tiny", 0, row["image"])))
+    target = ImageDataset(root / "photos", SIZE, train=False)[0]["image"][None]
+    masks, _ = load_mask_set(root / "masks" / "center")
+    mask = masks[int(row["mask_index"])][None]
+    assert float(row["psnr"]) == psnr(output, target).item()
+    assert float(row["hole_psnr"]) == psnr(output, target, mask).item()
+    assert float(row["hole_l1"]) == l1(output, target, mask).item()
+    assert torch.equal(output[(mask == 0).expand_as(output)], target[(mask == 0).expand_as(target)])
+
+
+def test_baseline_beats_zero_fill(setup):
+    root = setup["root"]
+    rows = setup["results"]["rows"]
+    dataset = ImageDataset(root / "photos", SIZE, train=False)
+    for bucket in ("center", "stroke_20-30"):
+        masks, _ = load_mask_set(root / "masks" / bucket)
+        zero = []
+        for i in range(N_IMAGES):
+            image, mask = dataset[i]["image"][None], masks[i % len(masks)][None]
+            zero.append(psnr(image * (1 - mask), image, mask).item())
+        telea = [r["hole_psnr"] for r in rows if r["bucket"] == bucket and r["method"] == "telea"]
+        assert sum(telea) / len(telea) > sum(zero) / len(zero)
+
+
+def test_resume_and_determinism(setup, monkeypatch):
+    root, kwargs = setup["root"], setup["kwargs"]
+    calls = {"telea": 0, "model": 0}
+    telea = baselines_module.BASELINES["telea"]
+    complete = DualPathInpainter.complete
+    fail_after = [5]
+
+    def counting_telea(image, mask):
+        calls["telea"] += 1
+        if calls["telea"] > fail_after[0]:
+            raise RuntimeError("interrupted")
+        return telea(image, mask)
+
+    def counting_complete(self, *args, **kw):
+        calls["model"] += 1
+        return complete(self, *args, **kw)
+
+    monkeypatch.setitem(baselines_module.BASELINES, "telea", counting_telea)
+    monkeypatch.setattr(DualPathInpainter, "complete", counting_complete)
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        ev.evaluate(root / "photos", root / "masks", root / "run2", **kwargs)
+    done = len((root / "run2" / ev.CACHE_NAME).read_bytes().splitlines())
+    assert 0 < done < len(setup["results"]["rows"])
+    first = dict(calls)
+
+    fail_after[0] = 10**9
+    calls.update(telea=0, model=0)
+    resumed = ev.evaluate(root / "photos", root / "masks", root / "run2", **kwargs)
+    n_buckets = len(setup["protocol"]["buckets"])
+    total_telea = n_buckets * N_IMAGES
+    assert calls["telea"] == total_telea - (first["telea"] - 1)  # the failing call did not finish
+    assert calls["model"] == 2 * total_telea - first["model"]  # deterministic + best-of per entry
+    assert resumed["cached"] == done and resumed["computed"] == len(resumed["rows"]) - done
+    assert metric_table(root / "run2") == metric_table(root / "run1")  # a fresh run gives the same table
+
+    calls.update(telea=0, model=0)
+    again = ev.evaluate(root / "photos", root / "masks", root / "run1", **kwargs)
+    assert calls == {"telea": 0, "model": 0} and again["computed"] == 0
+    assert metric_table(root / "run1") == metric_table(root / "run2")
+
+
+def test_torn_cache_line_is_ignored(setup, tmp_path):
+    root = setup["root"]
+    out = tmp_path / "torn"
+    args = dict(baselines=["telea"], size=SIZE, limit=1, progress=False)
+    ev.evaluate(root / "photos", root / "masks" / "center", out, **args)
+    cache = out / ev.CACHE_NAME
+    cache.write_bytes(cache.read_bytes() + b'{"key": "v1|bro')
+    result = ev.evaluate(root / "photos", root / "masks" / "center", out, **args)
+    assert result["computed"] == 0 and result["cached"] == 1
+    assert len(cache.read_bytes().splitlines()) == 2
+
+
+def test_bad_arguments(setup):
+    root = setup["root"]
+    photos, masks = root / "photos", root / "masks"
+    with pytest.raises(ValueError, match="unknown baseline 'lama'"):
+        ev.evaluate(photos, masks, root / "bad", baselines=["telea", "lama"], size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        ev.evaluate(photos, masks, root / "bad", size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="evaluation size is 128"):
+        ev.evaluate(photos, masks, root / "bad", baselines=["telea"], size=128, progress=False)
+    with pytest.raises(ValueError, match="neither an evaluation protocol"):
+        ev.evaluate(photos, photos, root / "bad", baselines=["telea"], size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="best_of needs"):
+        ev.evaluate(photos, masks, root / "bad", baselines=["telea"], size=SIZE, best_of=2, progress=False)
+
+
+def test_tampered_manifest_is_refused(setup, tmp_path):
+    import shutil
+
+    copy = tmp_path / "masks"
+    shutil.copytree(setup["root"] / "masks", copy)
+    manifest = copy / "center" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"seed": 0', '"seed": 0 '))
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        ev.load_protocol(copy)
+
+
+def test_cli_hooks(setup, tmp_path, capsys):
+    root = setup["root"]
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    ev.add_evaluate_arguments(sub.add_parser("evaluate"))
+    ev.add_eval_masks_arguments(sub.add_parser("eval-masks"))
+
+    args = parser.parse_args(["eval-masks", "--out", str(tmp_path / "m"), "--size", "32", "--count", "1"])
+    assert ev.eval_masks_command(args) == 0
+    assert (tmp_path / "m" / ev.PROTOCOL_NAME).is_file()
+
+    argv = ["evaluate", "--data", str(root / "photos"), "--masks", str(tmp_path / "m" / "stroke_10-20")]
+    argv += [
+        "--baselines",
+        "telea,ns",
+        "--out",
+        str(tmp_path / "r"),
+        "--size",
+        "32",
+        "--limit",
+        "2",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    args = parser.parse_args(argv)
+    assert args.model == [] and args.best_of == 0 and args.threads == 1
+    assert ev.evaluate_command(args) == 0
+    out = capsys.readouterr().out
+    assert "## stroke_10-20" in out and "| telea |" in out and "| ns |" in out
+    rows = read_csv(tmp_path / "r" / ev.RESULTS_CSV)
+    assert len(rows) == 4 and {r["bucket"] for r in rows} == {"stroke_10-20"}
