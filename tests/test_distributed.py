@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -69,3 +70,52 @@ def test_two_process_gradients_match_one_process_doubled_batch(tmp_path: Path, p
     for k in single:
         torch.testing.assert_close(g0[k], g1[k], rtol=0, atol=0)  # every rank holds the same average
         torch.testing.assert_close(g0[k], single[k], rtol=2e-3, atol=1e-6, msg=k)
+
+
+@pytest.mark.slow
+def test_torchrun_cli_two_processes_rank0_writes(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m dualinpaint train` runs (gloo on CPU) and only rank 0 writes."""
+    import shutil
+    import subprocess
+    import sys
+
+    from .conftest import make_photos
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    make_photos(tmp_path / "p", 8)
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "dualinpaint",
+        "train",
+        "--config",
+        "tiny",
+        "--data",
+        str(tmp_path / "p"),
+        "--out",
+        str(run),
+        "--steps",
+        "2",
+        "--quiet",
+        "--set",
+        "data.batch_size=2",
+        "--set",
+        "train.log_every=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("weights in") == 1  # one summary line: rank 0 alone reports
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    from dualinpaint import checkpoint as ckpt
+
+    assert ckpt.load_state(run)["step"] == 2
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2

@@ -221,3 +221,68 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path, tiny_cfg: Config) -> N
     make_photos(tmp_path / "two", 2)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         train(tiny_cfg, tmp_path / "two", tmp_path / "run", steps=1, progress=False)
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights(tiny_cfg: Config, photo_dir: Path) -> None:
+    cfg = tiny_cfg.with_overrides(["optim.ema=0.999"])
+    trainer = Trainer(cfg)
+    init = [p.detach().clone() for p in trainer.ema.parameters()]
+    stream = stream_for(cfg, photo_dir)
+    for _ in range(3):
+        trainer.train_step(stream)
+    to_net = to_init = 0.0
+    for e, p, p0 in zip(trainer.ema.parameters(), trainer.net.parameters(), init, strict=True):
+        to_net += float((e - p).pow(2).sum())
+        to_init += float((e - p0).pow(2).sum())
+    # after 3 steps the EMA sits near the trained weights, not at the random initialisation
+    assert to_net < 0.25 * to_init
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_saves_and_resumes(tmp_path: Path) -> None:
+    """SIGINT to the whole group (what Ctrl-C does, DataLoader workers included): save, exit 130, resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_photos(tmp_path / "p", 8)
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dualinpaint",
+        "train",
+        "--config",
+        "tiny",
+        "--data",
+        str(tmp_path / "p"),
+        "--out",
+        str(run),
+        "--steps",
+        "100000",
+        "--quiet",
+        "--set",
+        "data.num_workers=1",
+        "--set",
+        "train.ckpt_every=100000",
+        "--set",
+        "train.log_every=1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while not ((run / "log.jsonl").exists() and len((run / "log.jsonl").read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "Traceback" not in err
+    step = ckpt.load_state(run)["step"]
+    assert step >= 3 and json.loads((run / "model.json").read_text())["step"] == step
+    train(None, None, run, steps=step + 1, resume=True, progress=False)
+    assert ckpt.load_state(run)["step"] == step + 1

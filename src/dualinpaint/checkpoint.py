@@ -37,6 +37,27 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, inconsistent or unsafe; the message says which file and why."""
 
 
+class CheckpointWriteError(OSError, CheckpointError):
+    """A checkpoint file could not be written (disk full, …); the previous file of that name is intact.
+
+    Both a ``CheckpointError`` (a ``ValueError``: the command line prints it as one line) and an
+    ``OSError`` (its ``errno`` is the original one).
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``atomic_write_bytes``, with a failure reported as ``CheckpointWriteError``."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        raise CheckpointWriteError(
+            err.errno, f"cannot write {path}: {err.strerror or err}; the previous {path.name} is kept"
+        ) from err
+
+
 def clean_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """State dict of an unwrapped module (no ``module.`` / ``_orig_mod.`` prefixes), contiguous CPU copies."""
     module = getattr(module, "_orig_mod", module)
@@ -50,8 +71,8 @@ def save_weights(out_dir: str | Path, net: nn.Module, cfg: Config, step: int) ->
     meta = {"format_version": FORMAT_VERSION, "step": step, "config": cfg.to_dict()}
     text = json.dumps(meta, indent=2)
     data = st_save(clean_state_dict(net), metadata={"dualinpaint": text})
-    atomic_write_bytes(out_dir / WEIGHTS_NAME, data)
-    atomic_write_bytes(out_dir / META_NAME, (text + "\n").encode())
+    _write(out_dir / WEIGHTS_NAME, data)
+    _write(out_dir / META_NAME, (text + "\n").encode())
     return out_dir / WEIGHTS_NAME
 
 
@@ -76,11 +97,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dic
     meta_text = (header.get("__metadata__") or {}).get("dualinpaint")
     if meta_text is None:
         raise CheckpointError(f"{path} has no dualinpaint config in its metadata")
-    meta = json.loads(meta_text)
     try:
+        meta = json.loads(meta_text)
         cfg = Config.from_dict(meta["config"])
-    except (ConfigError, KeyError, TypeError) as err:
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: stored config is invalid: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: stored metadata is not a JSON object")
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinity; refusing to load")
@@ -89,7 +112,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dic
 
 def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
     """Load a state dict strictly; a mismatch raises CheckpointError naming missing / unexpected keys."""
-    result = module.load_state_dict(tensors, strict=False)
+    try:
+        result = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # shapes that do not match (a config edited by hand, another model's file)
+        first = next((line.strip() for line in str(err).splitlines() if "mismatch" in line), str(err))
+        raise CheckpointError(
+            f"{source}: weights do not match the network built from its config ({first[:200]})"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{source}: weights do not match the network built from its config "
@@ -102,7 +131,7 @@ def save_state(out_dir: str | Path, state: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     path = Path(out_dir) / STATE_NAME
-    atomic_write_bytes(path, buf.getvalue())
+    _write(path, buf.getvalue())
     return path
 
 

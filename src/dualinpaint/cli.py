@@ -76,6 +76,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         shutdown_distributed()
+    if info.is_main and summary.interrupted:
+        print(
+            f"interrupted at step {summary.step}; checkpoint saved in {summary.out_dir}; "
+            f"continue with: dualinpaint train --out {summary.out_dir} --resume",
+            file=sys.stderr,
+        )
+        return 130
     if info.is_main:
         print(
             f"step {summary.step}: {summary.samples_per_second:.2f} samples/s; "

@@ -39,6 +39,11 @@ _LABELLED_LINE = re.compile(r"^(.*\S)\s+-?\d+$")  # "path label", as in the Plac
 PathLike = str | os.PathLike
 
 
+class NoReadableImages(RuntimeError, ValueError):
+    """Not one image of a data source can be read. A ``ValueError`` too: the command line prints it as one
+    line (it is the data, not the program, that is wrong)."""
+
+
 def read_image_list(source: PathLike) -> list[Path]:
     """The image files named by ``source``.
 
@@ -144,7 +149,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     An unreadable file is skipped with one warning naming it (once per file and process), and the next
     readable file in the list takes its place, transformed with the skipped index's randomness, so an
-    epoch never stops half-way. If no file is readable, ``RuntimeError`` is raised.
+    epoch never stops half-way. If no file is readable, ``NoReadableImages`` (a ``RuntimeError`` and a
+    ``ValueError``) is raised.
     """
 
     def __init__(
@@ -220,7 +226,9 @@ class ImageDataset(torch.utils.data.Dataset):
                 self._unreadable.add(i)
                 message = f"skipping unreadable image {self.paths[i]}: {err}"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
-        raise RuntimeError(f"none of the {n} images from {self.source} is readable (first: {self.paths[0]})")
+        raise NoReadableImages(
+            f"none of the {n} images from {self.source} is readable (first: {self.paths[0]})"
+        )
 
     def _train_transform(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         load, size = self.load_size, self.size

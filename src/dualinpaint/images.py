@@ -9,44 +9,106 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+class ImageTooLarge(ValueError):
+    """An image has more pixels than allowed (a decompression bomb, or just too big to handle)."""
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open an image file fully (not lazily), with its EXIF orientation applied.
 
-    Raises ``ValueError`` with a one-line message when the file is missing or not a readable image.
+    Raises ``ValueError`` with a one-line message when the file is missing or not a readable image, and
+    ``ImageTooLarge`` (a ``ValueError``) when it has more than ``max_pixels`` pixels, checked on the header
+    before anything is decoded (default: Pillow's decompression-bomb limit, 2 × ``Image.MAX_IMAGE_PIXELS``).
+    A file with several frames (animated GIF, APNG, WebP, multi-page TIFF) gives its first frame and a
+    warning.
     """
+    if max_pixels is None and Image.MAX_IMAGE_PIXELS is not None:
+        max_pixels = 2 * Image.MAX_IMAGE_PIXELS
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            # the size is checked here, on our own terms: Pillow's 1×–2× band would print a multi-line
+            # DecompressionBombWarning and decode anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                check_pixels(im.size, max_pixels, path)
+                frames = frame_count(im)
+                im.load()
+                image = ImageOps.exif_transpose(im)
+    except ImageTooLarge:
+        raise
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"cannot read image {path}: not an image file, or a format Pillow cannot read"
+        ) from None
     except FileNotFoundError:
         raise ValueError(f"no such image file: {path}") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not an image file") from None
+    except Image.DecompressionBombError as err:
+        raise ImageTooLarge(f"{path} is too large to decode safely: {_one_line(err)}") from None
+    except MemoryError:
+        raise ValueError(f"not enough memory to decode {path}") from None
+    except Exception as err:  # Pillow raises many kinds of errors (struct.error, …) on malformed files
+        raise ValueError(f"cannot read image {path}: {_one_line(err)}") from None
+    if frames > 1:
+        warnings.warn(f"{Path(path).name} has {frames} frames; using the first", stacklevel=2)
+    return image
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int | None, name: object) -> None:
+    """Raise ``ImageTooLarge`` when ``size`` (W, H) has more than ``max_pixels`` pixels (None: no limit)."""
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name} is {width}×{height} = {width * height / 1e6:.1f} MP, more than the limit of "
+            f"{max_pixels / 1e6:g} MP (a decompression bomb?)"
+        )
+
+
+def frame_count(im: Image.Image) -> int:
+    """Number of frames of an animated or multi-page image (1 for a still; camera MPO files count 1)."""
+    if im.format == "MPO":  # a JPEG with its preview/stereo images: the first is the photo
+        return 1
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except Exception:  # a corrupt frame index: the first frame is what gets decoded anyway
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "…"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return an RGB copy of any Pillow image (alpha composited on black is *not* done: alpha is dropped)."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(image, dtype=np.float64)
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(arr.max(initial=0))
+        if image.mode.startswith("I;16"):
+            hi = 65535.0  # 16-bit samples: a dark 16-bit image stays dark
+        elif image.mode == "I":
+            hi = 65535.0 if top > 255 else 255.0  # 32-bit ints: 16-bit data (old Pillow PNGs) or 8-bit
+        else:
+            hi = 1.0 if top <= 1.0 else 255.0  # floats: [0, 1] or [0, 255]
         arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
-    if image.mode == "F":
-        arr = np.asarray(image, dtype=np.float64)
-        hi = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+    if image.mode == "La":  # premultiplied: Pillow converts it to LA only
+        image = image.convert("LA")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")
@@ -127,7 +189,20 @@ def save_image_atomic(
     if fmt is None:
         raise ValueError(f"cannot tell the image format from the file name {path.name!r}")
     buf = io.BytesIO()
-    image.save(buf, format=fmt, **params)
+    try:
+        image.save(buf, format=fmt, **params)
+    except (OSError, ValueError, KeyError) as err:  # this format cannot store the mode (LA as BMP, …)
+        mode = "RGBA" if image.mode in ("LA", "PA", "RGBa") else "RGB"
+        if image.mode == mode:
+            raise ValueError(f"cannot write {path.name} as {fmt}: {_one_line(err)}") from None
+        buf = io.BytesIO()
+        try:
+            image.convert(mode).save(buf, format=fmt, **params)
+        except (OSError, ValueError, KeyError) as err2:
+            raise ValueError(
+                f"cannot write a {image.mode} image as {fmt} ({path.name}): {_one_line(err2)}"
+            ) from None
+        warnings.warn(f"{path.name}: {fmt} cannot store mode {image.mode}; saved as {mode}", stacklevel=2)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -19,6 +19,8 @@ import contextlib
 import copy
 import json
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ from .discriminator import build_discriminator
 from .distributed import (
     DistInfo,
     all_reduce_mean,
+    any_rank,
     average_gradients,
     barrier,
     broadcast_module,
@@ -123,6 +126,12 @@ class _RankBatches:
             epoch, first = epoch + 1, 0
 
 
+def _quiet_worker(_: int) -> None:
+    """DataLoader workers ignore Ctrl-C / SIGTERM: the main process decides when to stop and saves first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class BatchStream:
     """Endless stream of this rank's batches with a resumable position (epoch, batch within epoch).
 
@@ -150,7 +159,14 @@ class BatchStream:
             )
         self.per_epoch = len(data) // self.global_batch
         sampler = _RankBatches(len(data), batch_size, seed, dist, epoch, batch)
-        self._iter = iter(DataLoader(data, batch_sampler=sampler, num_workers=num_workers))
+        loader = DataLoader(
+            data,
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            worker_init_fn=_quiet_worker,
+            pin_memory=torch.cuda.is_available(),
+        )
+        self._iter = iter(loader)
 
     def next(self) -> tuple[dict[str, Any], list[int]]:
         """The next batch and the global positions (within this step's global batch) of its samples."""
@@ -202,6 +218,7 @@ class Trainer:
         )
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if o.ema > 0 else None
         self.step = 0
+        self.last_values: dict[str, float] = {}
         self.use_bf16 = cfg.train.bf16 and bf16_supported(self.device)
         if cfg.train.bf16 and not self.use_bf16 and self.dist.is_main:
             msg = f"train.bf16 is on but this {self.device.type} has no native bf16; training in fp32"
@@ -365,7 +382,11 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.cfg.optim.ema
+        """EMA of the generator side with warm-up: decay_t = min(decay, (1 + t) / (10 + t)).
+
+        Without the warm-up a 0.999 EMA is still 0.999^t random initialisation after t steps (60 % at 500).
+        """
+        decay = min(self.cfg.optim.ema, (1 + self.step) / (10 + self.step))
         for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             e.lerp_(p, 1 - decay)
         for e, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
@@ -444,6 +465,30 @@ class RunSummary:
     seconds: float
     samples_per_second: float
     last: dict[str, float]
+    interrupted: bool = False  # stopped early by Ctrl-C / SIGTERM (after saving a checkpoint)
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag; the loop finishes its step, saves and returns. A second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 class _Logger:
@@ -622,7 +667,7 @@ def train(
             ).encode(),
         )
     log = _Logger(out_dir, main)
-    t0, start_step, last = time.time(), trainer.step, {}
+    t0, start_step = time.time(), trainer.step
     bar = tqdm(
         total=total_steps,
         initial=trainer.step,
@@ -637,10 +682,39 @@ def train(
             ckpt.save_weights(out_dir, trainer.inference_net, cfg, trainer.step)
         barrier()
 
+    stop = _StopRequest()
+    try:
+        with stop:
+            _loop(trainer, stream, cfg, total_steps, dist, log, bar, save, out_dir, val_set, grid_src, stop)
+    finally:
+        bar.close()
+        log.close()
+    elapsed = max(time.time() - t0, 1e-9)
+    done = trainer.step - start_step
+    rate = done * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
+    return RunSummary(trainer.step, out_dir, elapsed, rate, trainer.last_values, interrupted=stop.requested)
+
+
+def _loop(
+    trainer: Trainer,
+    stream: BatchStream,
+    cfg: Config,
+    total_steps: int,
+    dist: DistInfo,
+    log: _Logger,
+    bar: Any,
+    save: Any,
+    out_dir: Path,
+    val_set: Any,
+    grid_src: Any,
+    stop: _StopRequest,
+) -> None:
+    """The step loop: train, log, sample, validate, checkpoint; stops (after saving) when asked to."""
+    main, t0, start_step = dist.is_main, time.time(), trainer.step
     try:
         while trainer.step < total_steps:
             result = trainer.train_step(stream)
-            last = result.values
+            last = trainer.last_values = result.values
             s = trainer.step
             bar.update(1)
             if s % cfg.train.log_every == 0 or s == total_steps:
@@ -662,16 +736,14 @@ def train(
                 log.scalars(s, validate(trainer.inference_net, *val_set))
             if s % cfg.train.ckpt_every == 0 or s == total_steps:
                 save()
-    except KeyboardInterrupt:
+            elif any_rank(stop.requested):
+                stop.requested = True
+                save()
+            if stop.requested:
+                return
+    except KeyboardInterrupt:  # a second Ctrl-C: save what the last complete step left, then abort
         save()
         raise
-    finally:
-        bar.close()
-        log.close()
-    elapsed = max(time.time() - t0, 1e-9)
-    done = trainer.step - start_step
-    rate = done * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
-    return RunSummary(trainer.step, out_dir, elapsed, rate, last)
 
 
 def total_parameters(module: nn.Module) -> int:

@@ -74,11 +74,17 @@ def decode_upload(
         )
     if width == 0 or height == 0:
         raise UploadError(422, f"{name} has no pixels ({width}×{height})")
+    from ..images import frame_count  # torch is loaded by now: a fill follows
+
+    frames = frame_count(im)
     try:
         im.load()
-        return ImageOps.exif_transpose(im)
+        image = ImageOps.exif_transpose(im)
     except Exception as err:
         raise UploadError(422, f"{name} is corrupt or truncated: {err}") from None
+    if frames > 1:
+        warnings.warn(f"{name} has {frames} frames; using the first", stacklevel=2)
+    return image
 
 
 def _formats() -> list[str]:
