@@ -14,6 +14,16 @@ from dualinpaint.config import Config, load_config
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny
+    convolutions run faster on one, and on a busy 2-core machine two threads contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_cfg() -> Config:
     """The tiny preset (32×32, few channels, the paper's code paths)."""

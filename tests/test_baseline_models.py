@@ -51,13 +51,7 @@ SMALL = [
 FAMILY_SMALL = {"ce": ["model.n_down=2"], "gl": []}  # CE: stride 8 (4×4 latent at 32²); GL: stride 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is faster than two, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(family: str, *extra: str) -> Config:

@@ -39,13 +39,7 @@ def metric_table(path: Path) -> list[tuple]:
     return [tuple(v for k, v in row.items() if k != "seconds") for row in read_csv(path / ev.RESULTS_CSV)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads contend and run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from dualinpaint.config import load_config
 from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import Inpainter, dilate_mask, hole_boxes, mask_array
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread, and much faster when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

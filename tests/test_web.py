@@ -372,6 +372,17 @@ def test_health_models_page_static_and_openapi(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_docs_page_is_served_offline(client):
+    pytest.importorskip("swagger_ui_bundle", reason="swagger-ui-bundle (extra 'web') not installed")
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert scripts and not [u for u in scripts if re.match(r"https?://|//", u)], scripts
+    for url in scripts:
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 500, url
+
+
 def test_static_files_reference_no_external_urls():
     files = sorted(web.STATIC_DIR.iterdir())
     assert {f.name for f in files} >= {"index.html", "app.js", "style.css"}

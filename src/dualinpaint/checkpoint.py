@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "model.json"
 STATE_NAME = "state.pt"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
 
 
 class CheckpointError(ValueError):
@@ -48,8 +50,8 @@ class CheckpointWriteError(OSError, CheckpointError):
         return self.strerror or super().__str__()
 
 
-def _write(path: Path, data: bytes) -> None:
-    """``atomic_write_bytes``, with a failure reported as ``CheckpointWriteError``."""
+def write_file(path: Path, data: bytes) -> None:
+    """``atomic_write_bytes``; a failure is a ``CheckpointWriteError`` (one line, the old file kept)."""
     try:
         atomic_write_bytes(path, data)
     except OSError as err:
@@ -71,8 +73,8 @@ def save_weights(out_dir: str | Path, net: nn.Module, cfg: Config, step: int) ->
     meta = {"format_version": FORMAT_VERSION, "step": step, "config": cfg.to_dict()}
     text = json.dumps(meta, indent=2)
     data = st_save(clean_state_dict(net), metadata={"dualinpaint": text})
-    _write(out_dir / WEIGHTS_NAME, data)
-    _write(out_dir / META_NAME, (text + "\n").encode())
+    write_file(out_dir / WEIGHTS_NAME, data)
+    write_file(out_dir / META_NAME, (text + "\n").encode())
     return out_dir / WEIGHTS_NAME
 
 
@@ -94,6 +96,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dic
         header = json.loads(raw[8 : 8 + header_len])
     except (SafetensorError, ValueError, json.JSONDecodeError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a readable safetensors file (its header is not a JSON object)")
     meta_text = (header.get("__metadata__") or {}).get("dualinpaint")
     if meta_text is None:
         raise CheckpointError(f"{path} has no dualinpaint config in its metadata")
@@ -104,10 +108,54 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dic
         raise CheckpointError(f"{path}: stored config is invalid: {err}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: stored metadata is not a JSON object")
+    _check_finite(tensors, path)
+    return tensors, cfg, meta
+
+
+def _check_finite(tensors: dict[str, Any], path: Path) -> None:
     for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is not a tensor")
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinity; refusing to load")
-    return tensors, cfg, meta
+
+
+def _is_safetensors(path: Path) -> bool:
+    """True when the file starts like safetensors: an 8-byte header length, then a JSON object."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_pickled_state(path: str | Path) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any]]:
+    """Weights from a ``.pt`` file that ``torch.load(weights_only=True)`` accepts: a training ``state.pt``.
+
+    Anything else is refused: a pickle that needs arbitrary code (it could run anything), a file that
+    is not a torch file, or tensors without a dualinpaint config. Returns what ``read_weights`` returns
+    (the EMA generator when the run kept one).
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch's multi-line notes about pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - UnpicklingError, zip errors, EOF …: all mean "refused"
+        raise CheckpointError(
+            f"{path}: refusing to load a pickled model that safe (weights_only) loading rejects "
+            f"({err.__class__.__name__}); dualinpaint models are .safetensors"
+        ) from None
+    net = state.get("ema") or state.get("net") if isinstance(state, dict) else None
+    if not isinstance(net, dict) or "config" not in state:
+        raise CheckpointError(
+            f"{path} holds no dualinpaint network and config (not a training state.pt); "
+            "dualinpaint models are .safetensors"
+        )
+    try:
+        cfg = Config.from_dict(state["config"])
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: stored config is invalid: {err}") from None
+    _check_finite(net, path)
+    return net, cfg, {"format_version": state.get("format_version"), "step": state.get("step")}
 
 
 def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -131,7 +179,7 @@ def save_state(out_dir: str | Path, state: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     path = Path(out_dir) / STATE_NAME
-    _write(path, buf.getvalue())
+    write_file(path, buf.getvalue())
     return path
 
 
@@ -147,6 +195,17 @@ def load_state(out_dir: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a dualinpaint training state of format {FORMAT_VERSION}")
     return state
+
+
+def remove_stale_temporaries(out_dir: str | Path) -> list[Path]:
+    """Delete the temporary files a checkpoint write leaves when its process is killed half-way
+    (``.state.pt.*.tmp``, …). Call it only while no other process writes to ``out_dir``."""
+    removed = []
+    for p in Path(out_dir).glob(".*.tmp"):
+        if p.is_file() and any(p.name.startswith(f".{n}.") for n in (WEIGHTS_NAME, META_NAME, STATE_NAME)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def is_finite_module(module: nn.Module) -> bool:
@@ -187,17 +246,18 @@ def resolve_model(source: str | Path) -> Path:
 def load_model(source: str | Path):
     """Build the network from a model's stored config and load its weights (eval mode, CPU).
 
-    ``source``: packaged model name, run folder or ``.safetensors`` file. A pickled ``.pt``/``.pth`` file is
-    refused. Returns (DualPathInpainter, Config, metadata).
+    ``source``: packaged model name, run folder or ``.safetensors`` file. A ``.pt``/``.pth``/… file is read
+    only if it is safetensors under another name or a training ``state.pt`` that
+    ``torch.load(weights_only=True)`` accepts; any other pickle is refused (unpickling can run code).
+    Returns (DualPathInpainter, Config, metadata).
     """
     from .generator import build_generator
 
     path = resolve_model(source)
-    if path.suffix in (".pt", ".pth", ".ckpt", ".pkl"):
-        raise CheckpointError(
-            f"{path}: refusing to load a pickled model; dualinpaint models are .safetensors"
-        )
-    tensors, cfg, meta = read_weights(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES and not _is_safetensors(path):
+        tensors, cfg, meta = read_pickled_state(path)
+    else:
+        tensors, cfg, meta = read_weights(path)
     net = build_generator(cfg.model)
     load_into(net, tensors, path)
     net.eval().requires_grad_(False)

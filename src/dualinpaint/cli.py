@@ -12,7 +12,8 @@ calls the library; heavy or optional dependencies are imported inside the comman
     dualinpaint demo
     dualinpaint eval-masks --out masks/ --size 256
     dualinpaint evaluate --data DIR --masks masks/ --model default --baselines telea,ns --out report/
-    dualinpaint serve [--host 127.0.0.1] [--port 8080] [--model default]
+    dualinpaint serve [--host 127.0.0.1] [--port 8080] [--model default] [--runtime onnx]
+    dualinpaint bench [--model default | --config photo] [--sizes 256,512,1024] [--train] [--onnx] [--photo]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .messages import one_line_warnings
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -186,6 +188,13 @@ def cmd_eval_masks(args: argparse.Namespace) -> int:
     return eval_masks_command(args)
 
 
+@command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_command
+
+    return bench_command(args)
+
+
 @command("serve")
 def cmd_serve(args: argparse.Namespace) -> int:
     from .web.app import serve_command
@@ -252,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--count", type=int, default=0, help="draw this many images first (0 = all)")
     ds.add_argument("--seed", type=int, default=0)
     # these modules import numpy and Pillow only at module level; torch loads when a command runs
+    from .bench import add_bench_arguments
     from .evaluate import add_eval_masks_arguments, add_evaluate_arguments
     from .inference import add_demo_arguments, add_fill_arguments
     from .web.app import add_serve_arguments
@@ -263,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_eval_masks_arguments(sub.add_parser("eval-masks", help="write the standard evaluation mask protocol"))
     add_serve_arguments(sub.add_parser("serve", help="web page + REST API (default http://127.0.0.1:8080/)"))
+    add_bench_arguments(sub.add_parser("bench", help="time inference (and training) on this machine"))
 
     sp = sub.add_parser("export", help="export the generation path to ONNX")
     sp.add_argument("--onnx", required=True, help="output .onnx file")
@@ -273,10 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user errors print one line ``dualinpaint: error: …`` and exit with status 2."""
+    """Entry point; user errors print one line ``dualinpaint: error: …`` and exit 2; a diverged run or a
+    system error (disk full, …) prints one line and exits 1. Warnings print as one line each."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with one_line_warnings():
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("dualinpaint: interrupted", file=sys.stderr)
         return 130
@@ -289,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(err, TrainingDiverged):
             raise
         print(f"dualinpaint: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # disk full, device gone, …: the system's one-line reason, no traceback
+        where = f": {err.filename}" if err.filename else ""
+        print(f"dualinpaint: error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
 
 

@@ -39,6 +39,9 @@ _LABELLED_LINE = re.compile(r"^(.*\S)\s+-?\d+$")  # "path label", as in the Plac
 PathLike = str | os.PathLike
 
 
+_REPORTED: set[str] = set()  # unreadable files already warned about in this process
+
+
 class NoReadableImages(RuntimeError, ValueError):
     """Not one image of a data source can be read. A ``ValueError`` too: the command line prints it as one
     line (it is the data, not the program, that is wrong)."""
@@ -224,8 +227,10 @@ class ImageDataset(torch.utils.data.Dataset):
                 return to_rgb(open_image(self.paths[i]))
             except ValueError as err:
                 self._unreadable.add(i)
-                message = f"skipping unreadable image {self.paths[i]}: {err}"
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                if str(self.paths[i]) not in _REPORTED:  # a training and a validation set share files
+                    _REPORTED.add(str(self.paths[i]))
+                    message = f"skipping unreadable image {self.paths[i]}: {err}"
+                    warnings.warn(message, RuntimeWarning, stacklevel=3)
         raise NoReadableImages(
             f"none of the {n} images from {self.source} is readable (first: {self.paths[0]})"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,56 @@ def _example(net: DualPathInpainter, size: int, sampling: bool) -> tuple[torch.T
     return image, mask, torch.randn((1, *net.latent_shape(size, size)), generator=g)
 
 
+def _install_hint() -> str:
+    return "pip install 'dualinpaint[onnx]'"
+
+
+def onnx_graph(
+    net: DualPathInpainter, *, size: int | None = 512, sampling: bool = False, opset: int = 18
+) -> tuple[bytes, nn.Module, tuple[torch.Tensor, ...], float]:
+    """Export the generation path to ONNX in memory.
+
+    Returns (serialised model, the frozen module that was exported, its example inputs, export seconds).
+    ``size`` fixes H = W; ``None`` gives dynamic batch, height and width.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ValueError(f"ONNX export needs the onnx package: {_install_hint()}") from None
+    if not isinstance(net, DualPathInpainter):
+        raise ValueError(f"ONNX export covers the dual-path model; this model's family is {net.cfg.family!r}")
+    stride = net.cfg.stride
+    if size is not None and (size <= 0 or size % stride):
+        raise ValueError(f"--size {size} must be a positive multiple of the model's stride {stride}")
+    with torch.inference_mode(False):  # may be called from inside a fill (inference mode)
+        frozen = freeze_for_inference(net).to(memory_format=torch.contiguous_format)
+        module = SampledFill(frozen) if sampling else DeterministicFill(frozen)
+        check_size = size or 2 * stride * max(1, 256 // (2 * stride))
+        example = _example(frozen, check_size, sampling)
+    names = ["image", "mask", "noise"][: len(example)]
+    dynamic = None
+    if size is None:
+        dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
+        dynamic["fill"] = {0: "batch", 2: "height", 3: "width"}
+        if sampling:
+            dynamic["noise"] = {0: "batch", 2: "latent_height", 3: "latent_width"}
+    t0 = time.perf_counter()
+    buf = io.BytesIO()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant folding and Python control flow
+        torch.onnx.export(
+            module,
+            example,
+            buf,
+            input_names=names,
+            output_names=["fill"],
+            opset_version=opset,
+            dynamic_axes=dynamic,
+            dynamo=False,
+        )
+    return buf.getvalue(), module, example, time.perf_counter() - t0
+
+
 def export_onnx(
     net: DualPathInpainter,
     out: str | Path,
@@ -69,43 +120,11 @@ def export_onnx(
     Returns a report: path, inputs, size, export seconds, and the max abs difference between ONNX
     Runtime and PyTorch on a test input (None when onnxruntime is not installed).
     """
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ValueError("ONNX export needs the onnx package: pip install 'dualinpaint[onnx]'") from None
-    if not isinstance(net, DualPathInpainter):
-        raise ValueError(f"ONNX export covers the dual-path model; this model's family is {net.cfg.family!r}")
-    stride = net.cfg.stride
-    if size is not None and (size <= 0 or size % stride):
-        raise ValueError(f"--size {size} must be a positive multiple of the model's stride {stride}")
-    frozen = freeze_for_inference(net)
-    module = SampledFill(frozen) if sampling else DeterministicFill(frozen)
-    check_size = size or 2 * stride * max(1, 256 // (2 * stride))
-    example = _example(frozen, check_size, sampling)
-    names = ["image", "mask", "noise"][: len(example)]
-    dynamic = None
-    if size is None:
-        dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
-        dynamic["fill"] = {0: "batch", 2: "height", 3: "width"}
-        if sampling:
-            dynamic["noise"] = {0: "batch", 2: "latent_height", 3: "latent_width"}
-    t0 = time.time()
-    buf = io.BytesIO()
-    torch.onnx.export(
-        module,
-        example,
-        buf,
-        input_names=names,
-        output_names=["fill"],
-        opset_version=opset,
-        dynamic_axes=dynamic,
-        dynamo=False,
-    )
-    seconds = time.time() - t0
-    atomic_write_bytes(out, buf.getvalue())
+    data, module, example, seconds = onnx_graph(net, size=size, sampling=sampling, opset=opset)
+    atomic_write_bytes(out, data)
     report: dict[str, Any] = {
         "path": str(out),
-        "inputs": names,
+        "inputs": ["image", "mask", "noise"][: len(example)],
         "size": size or "dynamic",
         "export_seconds": round(seconds, 2),
         "max_abs_diff": None,
@@ -121,21 +140,35 @@ def export_onnx(
     return report
 
 
-class OnnxFill:
-    """An ONNX Runtime session for an exported graph: ``run(image, mask[, noise]) → fill`` on tensors."""
+def require_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or a one-line ValueError saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError(f"the ONNX runtime needs onnxruntime: {_install_hint()}") from None
+    return onnxruntime
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ValueError("the ONNX runtime needs onnxruntime: pip install 'dualinpaint[onnx]'") from None
+
+class OnnxFill:
+    """An ONNX Runtime session for an exported graph: ``run(image, mask[, noise]) → fill`` on tensors.
+
+    ``model``: an .onnx file or the serialised model itself (bytes). ``threads``: intra-op threads
+    (default: ONNX Runtime's own choice, one per physical core). Full graph optimisation, CPU provider.
+    """
+
+    def __init__(self, model: str | Path | bytes, threads: int | None = None) -> None:
+        ort = require_onnxruntime()
         opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.inter_op_num_threads = 1
         if threads:
             opts.intra_op_num_threads = threads
+        source = model if isinstance(model, bytes) else str(model)
+        name = "the exported model" if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({err.__class__.__name__})") from None
+            raise ValueError(f"{name}: not a loadable ONNX model ({err.__class__.__name__})") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     @property
@@ -143,5 +176,8 @@ class OnnxFill:
         return "noise" in self.inputs
 
     def run(self, *tensors: torch.Tensor) -> torch.Tensor:
-        feed = {n: t.detach().cpu().float().numpy() for n, t in zip(self.inputs, tensors, strict=True)}
+        feed = {
+            n: t.detach().cpu().float().contiguous().numpy()
+            for n, t in zip(self.inputs, tensors, strict=True)
+        }
         return torch.from_numpy(self.session.run(["fill"], feed)[0])

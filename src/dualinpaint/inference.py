@@ -46,6 +46,7 @@ SAMPLES_DIR = Path(__file__).parent / "assets" / "samples"
 _GRID_CELLS = 256  # components are found on a grid of at most this many cells per side
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
+RUNTIMES = ("torch", "onnx")
 
 
 class Inpainter:
@@ -57,7 +58,17 @@ class Inpainter:
     than its training crops, while fills at much larger sizes turn mushy (LaMa#233) and cost grows with
     the area. Rounded down to a multiple of ``cfg.model.stride``.
     ``margin``, ``min_margin``: context around each hole, as a fraction of its longer side and a floor
-    in px. ``threads``: if given, ``torch.set_num_threads(threads)`` (process-wide).
+    in px.
+
+    Speed (see ``fastpath``; none of these changes what is filled beyond float rounding):
+    ``runtime``: ``"torch"`` runs a fast copy of ``net`` (spectral norm frozen into the weights, blocked
+    attention, ``channels_last`` memory order unless disabled) under ``torch.inference_mode``;
+    ``"onnx"`` exports that network to ONNX in memory and runs it with ONNX Runtime (extra ``onnx``).
+    ``precision``: ``"auto"`` (bf16 autocast only where the CPU computes bf16 natively), ``"fp32"`` or
+    ``"bf16"`` (forced; emulated bf16 is slow). ``compile``: ``torch.compile`` the network on first use.
+    ``threads``: intra-op threads; if given, ``torch.set_num_threads(threads)`` (process-wide). Default:
+    the physical core count, applied only where it lowers torch's current setting.
+    ``self.net`` is the network that runs (the fast copy); the ``net`` passed in is not modified.
     """
 
     def __init__(
@@ -69,10 +80,20 @@ class Inpainter:
         margin: float = 0.5,
         min_margin: int = 32,
         threads: int | None = None,
+        precision: str = "auto",
+        channels_last: bool = True,
+        compile: bool = False,
+        runtime: str = "torch",
     ) -> None:
         import torch
 
-        self.net = net.eval()
+        from .fastpath import physical_cores, prepare_for_inference, resolve_precision
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime={runtime!r}; valid: {', '.join(RUNTIMES)}")
+        self.precision = resolve_precision(precision)
+        if runtime == "onnx" and (precision == "bf16" or compile):
+            raise ValueError("precision='bf16' and compile apply to the torch runtime, not to runtime='onnx'")
         self.cfg = cfg
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
@@ -88,6 +109,20 @@ class Inpainter:
             if threads < 1:
                 raise ValueError(f"threads={threads} must be >= 1")
             torch.set_num_threads(threads)
+        elif torch.get_num_threads() > physical_cores():
+            torch.set_num_threads(physical_cores())  # SMT siblings slow convolutions down
+        self.threads = torch.get_num_threads()
+        self.runtime = runtime
+        self.channels_last = bool(channels_last) and runtime == "torch"
+        self.compile = bool(compile)
+        self.net = prepare_for_inference(net.eval(), channels_last=self.channels_last)
+        self._compiled: Any = None
+        self._onnx: dict[bool, Any] = {}
+        if runtime == "onnx":
+            from .export import require_onnxruntime
+
+            require_onnxruntime()
+            self._onnx_session(sampling=False)
         self.meta: dict[str, Any] = {}
 
     @classmethod
@@ -236,18 +271,60 @@ class Inpainter:
             hole_t = F.pad(hole_t, (0, pad_w, 0, pad_h), mode=mode)
         device = next(self.net.parameters()).device
         image_t, hole_t = image_t.to(device), hole_t.to(device)
-        if generator is None:
-            filled = self.net.complete(image_t, hole_t)[None]
-        else:
+        noise = None
+        if generator is not None:
             latent = self.net.latent_shape(image_t.shape[-2], image_t.shape[-1])
             noise = torch.randn((samples, 1, *latent), generator=generator).to(device)
-            filled = self.net.complete(image_t, hole_t, noise=noise)
+        filled = self.run_net(image_t, hole_t, noise)
         for one in filled[:, 0, :, :th, :tw]:
             arr = one.float().cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
             arr = arr.permute(1, 2, 0).numpy()
             if scale < 1.0:
                 arr = np.asarray(Image.fromarray(arr).resize((ww, wh), Image.Resampling.BICUBIC))
             yield arr
+
+    # ------------------------------------------------------------------------------------ execution
+
+    def run_net(
+        self, image: torch.Tensor, hole: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The network on one padded batch: image N×3×H×W in [-1, 1], hole N×1×H×W (1 = hole).
+
+        ``noise`` None: the deterministic fill, returned as 1×N×3×H×W; ``noise`` S×N×Z×h×w: S sampled
+        fills, S×N×3×H×W. Composites (pixels outside the hole are the input's), float32, on the runtime
+        and precision this Inpainter was built with.
+        """
+        import torch
+
+        if self.runtime == "onnx":
+            if noise is None:
+                return self._onnx_session(sampling=False).run(image, hole)[None]
+            session = self._onnx_session(sampling=True)
+            return torch.stack([session.run(image, hole, eps) for eps in noise])
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        complete = self._compiled_complete() if self.compile else self.net.complete
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+            out = complete(image, hole) if noise is None else complete(image, hole, noise=noise)
+        out = out[None] if noise is None else out
+        return out.float()
+
+    def _compiled_complete(self) -> Any:
+        """``torch.compile`` of ``self.net.complete``, built on first use (compiles per new input shape)."""
+        import torch
+
+        if self._compiled is None:
+            self._compiled = torch.compile(self.net.complete)
+        return self._compiled
+
+    def _onnx_session(self, *, sampling: bool) -> Any:
+        """The ONNX Runtime session of the deterministic or sampling graph (dynamic size), built once."""
+        if sampling not in self._onnx:
+            from .export import OnnxFill, onnx_graph
+
+            data, _, _, _ = onnx_graph(self.net, size=None, sampling=sampling)
+            self._onnx[sampling] = OnnxFill(data, threads=self.threads)
+        return self._onnx[sampling]
 
 
 # ------------------------------------------------------------------------------------------- mask helpers
@@ -530,6 +607,7 @@ def run_fill(
     working_size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    **speed: Any,
 ) -> int:
     """Fill one image file or a folder of images; returns the exit code (0 ok, 1 some files failed).
 
@@ -541,7 +619,8 @@ def run_fill(
     and files under ``out`` are not inputs. K > 1 samples are written as ``name_0.ext … name_{K-1}.ext``.
     Writing onto an input or mask is refused unless ``overwrite``. Bad files in a folder are listed on
     stderr (one line each) and the rest are still filled. ``model``: an ``Inpainter`` or a model source
-    (then ``margin`` and ``working_size`` configure the loaded one). Warnings are printed one line each.
+    (then ``margin``, ``working_size`` and ``speed`` — ``runtime``, ``precision``, ``compile``,
+    ``threads``, see ``Inpainter`` — configure the loaded one). Warnings are printed one line each.
     """
     from .images import list_images
 
@@ -597,7 +676,7 @@ def run_fill(
     inpainter = (
         model
         if isinstance(model, Inpainter)
-        else Inpainter.from_pretrained(model, margin=margin, working_size=working_size)
+        else Inpainter.from_pretrained(model, margin=margin, working_size=working_size, **speed)
     )
     bad: list[tuple[Path, str]] = []
     folder = src.is_dir()
@@ -611,8 +690,10 @@ def run_fill(
             )
         except (ValueError, OSError, MemoryError) as err:
             if not folder:
+                if isinstance(err, MemoryError):
+                    raise ValueError(f"not enough memory to fill {path}") from None
                 raise
-            bad.append((path, str(err)))
+            bad.append((path, str(err) or type(err).__name__))
     if folder:
         _note(f"filled {len(jobs) - len(bad)} of {len(jobs)} images into {out}", sys.stdout)
     if bad:
@@ -642,14 +723,18 @@ def _fill_file(
     for o in outs:
         if (o.exists() and (_same(o, path) or _same(o, mask_path))) and not overwrite:
             raise ValueError(f"output {o} is an input file; refusing to overwrite it (pass --overwrite)")
-    image, mask = open_image(path), open_image(mask_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        image, mask = open_image(path), open_image(mask_path)  # may warn: an animation's first frame
         results = inpainter.fill(
             image, mask, samples=samples, seed=seed, invert=invert, dilate=dilate, feather=feather
         )
         for result, o in zip(results, outs, strict=True):
-            save_output(result, o)
+            try:
+                save_output(result, o)
+            except OSError as err:  # disk full, a file where a folder should be, …: one line, no traceback
+                where = f" ({err.filename})" if err.filename and str(err.filename) != str(o) else ""
+                raise ValueError(f"cannot write {o}: {err.strerror or err}{where}") from None
     for w in caught:
         _note(f"dualinpaint: warning: {path.name}: {w.message}", sys.stderr)
     if not quiet:
@@ -796,6 +881,31 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_speed_arguments(p)
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser, *, runtime_only: bool = False) -> None:
+    """``--runtime`` (and unless ``runtime_only``: ``--precision``, ``--compile``, ``--threads``)."""
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="run the network with PyTorch (default) or ONNX Runtime (pip install 'dualinpaint[onnx]')",
+    )
+    if runtime_only:
+        return
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto (default): bf16 only where the CPU computes it natively, else fp32",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the network first (slow start, faster runs)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="CPU threads (default: physical cores)"
+    )
 
 
 def fill_command(args: argparse.Namespace) -> int:
@@ -814,6 +924,10 @@ def fill_command(args: argparse.Namespace) -> int:
         working_size=args.working_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        runtime=args.runtime,
+        precision=args.precision,
+        compile=args.compile,
+        threads=args.threads,
     )
 
 

@@ -45,8 +45,9 @@ from .distributed import (
     barrier,
     broadcast_module,
 )
+from .fastpath import bf16_supported
 from .generator import DualPathInpainter, TrainOutput, adaptive_prior_sigma
-from .images import atomic_write_bytes, save_image_atomic, tensor_to_pil
+from .images import save_image_atomic, tensor_to_pil
 from .losses import (
     composite,
     critic_loss,
@@ -57,21 +58,11 @@ from .losses import (
     multiscale_l1,
 )
 from .masks import MaskSampler
+from .messages import one_line_warnings
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is left untouched."""
-
-
-def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 autocast runs natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return False
 
 
 def derive_seed(*parts: int) -> int:
@@ -609,8 +600,35 @@ def train(
     """Train (or resume) a run in ``out_dir``; returns a summary. Rank 0 alone writes files.
 
     With ``resume`` the run's stored config and data source are used (``cfg``/``data`` may be None);
-    ``steps`` may raise the step budget. Raises TrainingDiverged on a non-finite loss.
+    ``steps`` may raise the step budget. Raises TrainingDiverged on a non-finite loss. Warnings (an
+    unreadable image skipped, …) are printed one line each.
     """
+    with one_line_warnings():
+        return _train(
+            cfg,
+            data,
+            out_dir,
+            val=val,
+            steps=steps,
+            resume=resume,
+            device=device,
+            dist=dist,
+            progress=progress,
+        )
+
+
+def _train(
+    cfg: Config | None,
+    data: str | Path | None,
+    out_dir: str | Path,
+    *,
+    val: str | Path | None,
+    steps: int | None,
+    resume: bool,
+    device: str | None,
+    dist: DistInfo | None,
+    progress: bool,
+) -> RunSummary:
     from tqdm import tqdm
 
     dist = dist or DistInfo()
@@ -618,6 +636,8 @@ def train(
     state = None
     if resume:
         state = ckpt.load_state(out_dir)
+        if dist.is_main:
+            ckpt.remove_stale_temporaries(out_dir)  # left by a process killed while writing
         stored = Config.from_dict(state["config"])
         if cfg is not None and cfg.model != stored.model:
             raise ValueError(
@@ -628,6 +648,7 @@ def train(
         run_info = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").exists() else {}
         data = data or run_info.get("data")
         val = val or run_info.get("val")
+        steps = steps or run_info.get("steps")  # a run started with --steps N still stops at N
     if cfg is None or data is None:
         raise ValueError("train needs a config and a data source (or --resume on an existing run)")
     total_steps = steps or cfg.train.steps
@@ -646,6 +667,9 @@ def train(
         min_scale=cfg.data.min_scale,
     )
     masks = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
+    # before the DataLoader's workers are forked, so they know which unreadable files were reported
+    val_set = _validation_set(cfg, val) if (val and cfg.train.val_images > 0) else None
+    grid_src = val_set if val_set is not None else _validation_set(cfg, data)
     stream = BatchStream(
         InpaintingData(images, masks, cfg.train.seed),
         cfg.data.batch_size,
@@ -654,16 +678,19 @@ def train(
         cfg.data.num_workers,
         **position,
     )
-    val_set = _validation_set(cfg, val) if (val and cfg.train.val_images > 0) else None
-    grid_src = val_set if val_set is not None else _validation_set(cfg, data)
     main = dist.is_main
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out_dir / "config.yaml", config_to_yaml(cfg).encode())
-        atomic_write_bytes(
+        ckpt.write_file(out_dir / "config.yaml", config_to_yaml(cfg).encode())
+        ckpt.write_file(
             out_dir / "run.json",
             json.dumps(
-                {"data": str(data), "val": str(val) if val else None, "world_size": dist.world_size}
+                {
+                    "data": str(data),
+                    "val": str(val) if val else None,
+                    "world_size": dist.world_size,
+                    "steps": total_steps,
+                }
             ).encode(),
         )
     log = _Logger(out_dir, main)

@@ -6,7 +6,9 @@ Self-contained on purpose: nothing here comes from ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +53,45 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny: Config) -> Path:
 @pytest.fixture(scope="session")
 def inpainter(model_dir: Path) -> Inpainter:
     return Inpainter.from_pretrained(model_dir)
+
+
+@pytest.fixture
+def reuse_model(monkeypatch: pytest.MonkeyPatch, model_dir: Path, inpainter: Inpainter) -> None:
+    """``--model MODEL_DIR`` gives the session's already loaded ``inpainter`` (loading costs 0.2 s a call;
+    the loading itself is what test_weights.py exercises). Any other source loads for real."""
+    real = Inpainter.from_pretrained.__func__
+    defaults = {"margin": 0.5, "working_size": None, "runtime": "torch", "precision": "auto"}
+    defaults.update({"compile": False, "threads": None, "channels_last": True})
+
+    def from_pretrained(cls, source="default", **kw):
+        plain = all(k in defaults and v == defaults[k] for k, v in kw.items())
+        if plain and Path(source).resolve() == model_dir.resolve():
+            return inpainter
+        return real(cls, source, **kw)
+
+    monkeypatch.setattr(Inpainter, "from_pretrained", classmethod(from_pretrained))
+
+
+class DiskFull:
+    """A file object that writes half of what it is given, then fails with ENOSPC (a disk that fills up
+    mid-write); wrap the result of ``os.fdopen`` with it."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+        return False
 
 
 # --------------------------------------------------------------------------------------------- pictures

@@ -6,7 +6,8 @@
     GET  /api/models       {"loaded": …, "packaged": […]}
     POST /api/inpaint      multipart: image file, mask file (white = hole), optional samples, seed, dilate,
                            feather, invert → image/png (one sample) or JSON {"images": [base64 PNG, …]}
-    GET  /openapi.json     the schema; /docs renders it with Swagger UI, whose assets come from a CDN
+    GET  /openapi.json     the schema; GET /docs renders it with Swagger UI, served from the installed
+                           swagger-ui-bundle package (offline; without that package FastAPI's CDN page)
 
 Uploads are checked before any pixel is decoded: the request body is capped (Content-Length, then the
 bytes actually read), only common raster formats are opened, and the pixel count is read from the
@@ -143,6 +144,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _swagger_assets() -> str | None:
+    """Swagger UI's files from the ``swagger-ui-bundle`` package (so /docs works offline), or None."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    path = Path(swagger_ui_path)
+    return str(path) if (path / "swagger-ui-bundle.js").is_file() else None
+
+
 def create_app(
     inpainter: "Inpainter | Callable[[], Inpainter]",
     *,
@@ -178,13 +189,30 @@ def create_app(
         "workers": workers,
     }
 
+    swagger_dir = _swagger_assets()
     app = FastAPI(
         title="dualinpaint",
         version=__version__,
         description="Remove objects from photos: paint a mask (white = hole), get the hole filled. "
         "Pixels outside the hole are returned unchanged.",
+        docs_url=None if swagger_dir else "/docs",
     )
     app.state.model = model
+    if swagger_dir:
+        from fastapi.openapi.docs import get_swagger_ui_html
+        from fastapi.responses import HTMLResponse
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_dir), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="dualinpaint API",
+                swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                swagger_css_url="/docs-assets/swagger-ui.css",
+                swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            )
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, err: UploadError) -> JSONResponse:
@@ -297,16 +325,17 @@ def create_app(
             raise UploadError(422, "format=png returns one image: ask for samples=1 or format=json")
 
         def work() -> tuple[list[bytes], list[str], tuple[int, int]]:
-            image, mask = (
-                decode_upload(
-                    files[name].data,
-                    field=name,
-                    filename=files[name].filename,
-                    content_type=files[name].content_type,
-                    max_pixels=max_pixels,
+            with ROUTER.collect() as notes:  # decoding warns too (an animation's first frame)
+                image, mask = (
+                    decode_upload(
+                        files[name].data,
+                        field=name,
+                        filename=files[name].filename,
+                        content_type=files[name].content_type,
+                        max_pixels=max_pixels,
+                    )
+                    for name in ("image", "mask")
                 )
-                for name in ("image", "mask")
-            )
             if samples > 1 and samples * image.width * image.height > 2 * max_pixels:
                 raise UploadError(
                     413,
@@ -317,7 +346,7 @@ def create_app(
                 images, caught = model.fill(image, mask, **options)
             except ValueError as err:
                 raise UploadError(422, str(err)) from None
-            return [encode_png(im) for im in images], caught, image.size
+            return [encode_png(im) for im in images], notes + caught, image.size
 
         pngs, caught, (width, height) = await run_in_threadpool(work)
         headers = {WARNINGS_HEADER: header_value(caught)} if caught else {}
@@ -348,8 +377,11 @@ def serve(
     workers: int = 1,
     working_size: int | None = None,
     log_level: str = "info",
+    runtime: str = "torch",
 ) -> None:
-    """Load ``model`` (packaged name, run folder or .safetensors file) and serve the app with uvicorn."""
+    """Load ``model`` (packaged name, run folder or .safetensors file) and serve the app with uvicorn.
+
+    ``runtime``: ``"torch"`` or ``"onnx"`` (ONNX Runtime), see ``Inpainter``."""
     _require_fastapi()
     try:
         import uvicorn
@@ -357,7 +389,7 @@ def serve(
         raise ImportError(INSTALL_HINT) from None
     from ..inference import Inpainter
 
-    inpainter = Inpainter.from_pretrained(model, working_size=working_size)
+    inpainter = Inpainter.from_pretrained(model, working_size=working_size, runtime=runtime)
     app = create_app(
         inpainter,
         max_upload_bytes=int(max_upload_mb * MB),
@@ -448,6 +480,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="largest side the network runs at (default 2 × training size)",
     )
+    from ..inference import add_speed_arguments
+
+    add_speed_arguments(p, runtime_only=True)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -465,6 +500,7 @@ def serve_command(args: argparse.Namespace) -> int:
             max_megapixels=args.max_megapixels,
             workers=args.workers,
             working_size=args.working_size,
+            runtime=args.runtime,
         )
     except ImportError as err:
         if str(err) != INSTALL_HINT:

@@ -1,0 +1,110 @@
+"""``dualinpaint bench`` on the tiny preset with tiny sizes and one run: keys, files, errors (not speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dualinpaint import bench
+from dualinpaint.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_summarise_and_parse_sizes() -> None:
+    s = bench.summarise([3.0, 1.0, 2.0, 10.0])
+    assert (s["median_s"], s["min_s"], s["max_s"], s["runs"]) == (2.5, 1.0, 10.0, 4)
+    assert s["q1_s"] == pytest.approx(1.75) and s["q3_s"] == pytest.approx(4.75)
+    assert bench.parse_sizes("256, 512") == [256, 512]
+    for bad in ("", "a,b", "0", "-32"):
+        with pytest.raises(ValueError, match="--sizes"):
+            bench.parse_sizes(bad)
+
+
+def test_run_bench_tiny_inference_and_training() -> None:
+    report = bench.run_bench(
+        config="tiny",
+        sizes=[32, 48],
+        runs=1,
+        warmup=0,
+        train=True,
+        train_config="tiny",
+        train_sizes=[32],
+        batch=2,
+        threads=1,
+    )
+    m = report["machine"]
+    assert m["threads"] == 1 and isinstance(m["bf16_supported"], bool) and m["physical_cores"] >= 1
+    assert m["cpu"] and m["torch"] == torch.__version__
+    rows = report["inference"]
+    # one baseline and one fast-path row per size (sizes are multiples of the stride 16)
+    assert [r["size"] for r in rows] == [32, 32, 48, 48]
+    assert rows[0]["variant"] == "fp32 baseline" and rows[1]["variant"].startswith("fast path")
+    for r in rows:
+        assert {"median_s", "min_s", "max_s", "q1_s", "q3_s", "speedup", "max_abs_diff"} <= set(r)
+        assert r["min_s"] <= r["median_s"] <= r["max_s"] and r["runs"] == 1
+        assert r["max_abs_diff"] < 1e-4
+    train = report["train"]
+    assert [(r["size"], r["batch"]) for r in train] == [(32, 2), (32, 2)]
+    assert train[0]["variant"] == "fp32 channels-first" and train[1]["variant"].startswith("channels_last")
+    assert train[0]["gan_mode"] == "wgangp" and all(r["samples_per_s"] > 0 for r in train)
+    md = bench.to_markdown(report)
+    assert "native bf16: " in md and "| 32² | fp32 baseline |" in md and "samples/s" in md
+
+
+def test_bench_command_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    out_json, out_md = tmp_path / "r" / "bench.json", tmp_path / "bench.md"
+    args = ["bench", "--config", "tiny", "--sizes", "32", "--runs", "1", "--warmup", "0", "--onnx"]
+    assert main([*args, "--threads", "1", "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    printed = capsys.readouterr().out
+    assert "Machine:" in printed and "physical cores" in printed and "onnxruntime" in printed
+    report = json.loads(out_json.read_text())
+    assert set(report) == {"machine", "model", "settings", "inference", "photo", "train"}
+    variants = [r["variant"] for r in report["inference"]]
+    assert variants[0] == "fp32 baseline" and variants[-1] == "onnxruntime"
+    assert report["inference"][-1]["export_s"] > 0 and report["inference"][-1]["max_abs_diff"] < 1e-4
+    assert out_md.read_text().startswith("Machine: ")
+    assert not list(tmp_path.glob("r/.*.tmp"))  # atomic write left no temporary file
+
+
+def test_photo_case_runs_in_a_fresh_process() -> None:
+    rows = bench.bench_photo(None, "tiny", runs=1, warmup=0, threads=1, size=(400, 300))
+    (row,) = rows
+    assert row["image"] == [400, 300] and row["runtime"] == "torch"
+    assert 0.07 < row["hole_fraction"] < 0.13
+    assert set(row["stages_median_s"]) == {"decode", "fill", "encode"}
+    assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 50  # torch alone is more than 50 MB
+
+
+def test_make_photo_hole_is_ten_percent(tmp_path: Path) -> None:
+    photo, mask = bench.make_photo(tmp_path, (800, 600))
+    assert Image.open(photo).size == (800, 600) and Image.open(photo).format == "JPEG"
+    assert np.mean(np.asarray(Image.open(mask)) > 127) == pytest.approx(0.10, abs=0.005)
+
+
+def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    import dualinpaint.checkpoint as checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint, "packaged_models", lambda: [])
+    assert main(["bench", "--sizes", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--config photo" in err and err.count("\n") == 1
+    assert main(["bench", "--config", "tiny", "--sizes", "x"]) == 2
+    assert "--sizes" in capsys.readouterr().err
+    assert main(["bench", "--config", "tiny", "--model", "default"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["bench", "--config", "tiny", "--runs", "0"]) == 2
+    assert "--runs 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_size_photo_case() -> None:
+    (row,) = bench.bench_photo(None, "photo", runs=1, warmup=0, threads=None)
+    assert row["image"] == [4000, 3000] and row["peak_rss_mb"] < 4096

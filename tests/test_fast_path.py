@@ -1,0 +1,206 @@
+"""The inference fast path computes what the plain network computes.
+
+- frozen spectral norm + blocked attention + channels_last + inference_mode: within 2e-5 of the fp32
+  network (float rounding only), also when the attention is split into many row blocks;
+- forced bf16 autocast (emulated on CPUs without native bf16, so only tiny sizes here): fill PSNR within
+  0.1 dB of fp32 on a few small synthetic photos;
+- ONNX Runtime (``runtime="onnx"``): the filled 8-bit images differ from PyTorch's by at most 1 level
+  (the float outputs agree to ~1e-5; rounding to 8 bits can flip a value at .5), deterministic and sampled;
+- ``fill --runtime onnx`` and the one-line errors.
+"""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dualinpaint import fastpath
+from dualinpaint.config import load_config
+from dualinpaint.generator import DualPathInpainter
+from dualinpaint.inference import Inpainter
+from dualinpaint.layers import ShortLongAttention
+
+from .conftest import make_photos
+
+ONNX_LEVELS = 1  # max difference (8-bit levels) between ONNX Runtime and PyTorch fills
+PSNR_TOLERANCE_DB = 0.1
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def net() -> DualPathInpainter:
+    """Tiny net with moved spectral-norm vectors and open attention gates (so attention matters)."""
+    torch.manual_seed(0)
+    n = DualPathInpainter(load_config("tiny").model)
+    n.train()
+    for _ in range(2):
+        n(torch.rand(2, 3, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32))
+    with torch.no_grad():
+        for m in n.modules():
+            if isinstance(m, ShortLongAttention):
+                m.gamma.fill_(0.8)
+                m.alpha.fill_(0.6)
+    return n.eval()
+
+
+def _inputs(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    hole = torch.zeros(1, 1, h, w)
+    hole[..., h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = 1
+    return image, hole
+
+
+@pytest.mark.parametrize("block", [fastpath.BLOCK_ELEMENTS, 64])
+def test_fast_copy_matches_fp32_network(net: DualPathInpainter, block: int, monkeypatch) -> None:
+    monkeypatch.setattr(fastpath, "BLOCK_ELEMENTS", block)  # 64: one attention row block per 16 rows
+    fast = fastpath.prepare_for_inference(net, channels_last=True)
+    assert any(isinstance(m, fastpath.BlockedAttention) for m in fast.modules())
+    assert not any("parametrizations" in k for k in fast.state_dict())
+    image, hole = _inputs(64, 96)
+    with torch.no_grad():
+        ref = net.complete(image, hole)
+        noise = torch.randn(2, *ref.shape[:1], *net.latent_shape(64, 96), generator=torch.Generator())
+        ref_s = net.complete(image, hole, noise=noise)
+    with torch.inference_mode():
+        got = fast.complete(image.contiguous(memory_format=torch.channels_last), hole)
+        got_s = fast.complete(image.contiguous(memory_format=torch.channels_last), hole, noise=noise)
+    assert (ref - image).abs().max() > 0.1  # the fill does change the hole
+    torch.testing.assert_close(got, ref, rtol=0, atol=2e-5)
+    torch.testing.assert_close(got_s, ref_s, rtol=0, atol=2e-5)
+    # the original is untouched and a second preparation is not a second copy
+    assert any("parametrizations" in k for k in net.state_dict())
+    assert fastpath.prepare_for_inference(fast, channels_last=True) is fast
+
+
+def test_inpainter_fast_path_matches_plain_network(net: DualPathInpainter) -> None:
+    cfg = load_config("tiny")
+    fast = Inpainter(net, cfg)
+    plain = Inpainter(net, cfg, channels_last=False)
+    assert (
+        fast.channels_last
+        and not plain.channels_last
+        and fast.precision == ("bf16" if fastpath.bf16_supported() else "fp32")
+    )
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    mask = np.zeros((70, 90), bool)
+    mask[20:45, 30:60] = True
+    a, b = np.asarray(fast(image, mask), np.int16), np.asarray(plain(image, mask), np.int16)
+    assert np.abs(a - b).max() <= 1
+    # and the network output itself equals the SN network's
+    image_t, hole_t = _inputs(64, 64)
+    with torch.no_grad():
+        ref = net.complete(image_t, hole_t)
+    torch.testing.assert_close(fast.run_net(image_t, hole_t)[0], ref, rtol=0, atol=2e-5)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def test_forced_bf16_fill_is_within_a_tenth_of_a_db(net: DualPathInpainter, tmp_path: Path) -> None:
+    cfg = load_config("tiny")
+    fp32 = Inpainter(net, cfg, precision="fp32")
+    bf16 = Inpainter(net, cfg, precision="bf16")
+    assert fp32.precision == "fp32" and bf16.precision == "bf16"
+    psnr32, psnr16, differs = [], [], False
+    for path in make_photos(tmp_path, 4, size=(48, 64)):
+        image = Image.open(path).convert("RGB")
+        hole = np.zeros((48, 64), bool)
+        hole[12:36, 16:44] = True
+        truth = np.asarray(image)
+        out32, out16 = np.asarray(fp32(image, hole)), np.asarray(bf16(image, hole))
+        differs |= bool((out32 != out16).any())
+        psnr32.append(_psnr(out32[hole], truth[hole]))
+        psnr16.append(_psnr(out16[hole], truth[hole]))
+    assert differs  # bf16 really ran (its rounding shows)
+    assert abs(np.mean(psnr16) - np.mean(psnr32)) < PSNR_TOLERANCE_DB
+
+
+def test_bad_options_are_one_line_errors(net: DualPathInpainter) -> None:
+    cfg = load_config("tiny")
+    with pytest.raises(ValueError, match="precision='fp16'; valid: auto, fp32, bf16"):
+        Inpainter(net, cfg, precision="fp16")
+    with pytest.raises(ValueError, match="runtime='tensorrt'; valid: torch, onnx"):
+        Inpainter(net, cfg, runtime="tensorrt")
+    with pytest.raises(ValueError, match="torch runtime"):
+        Inpainter(net, cfg, runtime="onnx", precision="bf16")
+
+
+def test_missing_onnxruntime_is_a_clean_error(net: DualPathInpainter, monkeypatch) -> None:
+    real_import = builtins.__import__
+
+    def no_ort(name, *args, **kw):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(ValueError, match=r"needs onnxruntime: pip install 'dualinpaint\[onnx\]'"):
+        Inpainter(net, load_config("tiny"), runtime="onnx")
+
+
+# ------------------------------------------------------------------------------------------------- ONNX
+
+
+@pytest.fixture(scope="module")
+def onnx_pair(net: DualPathInpainter) -> tuple[Inpainter, Inpainter]:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    cfg = load_config("tiny")
+    return Inpainter(net, cfg), Inpainter(net, cfg, runtime="onnx")
+
+
+def test_onnx_runtime_matches_torch(onnx_pair: tuple[Inpainter, Inpainter]) -> None:
+    torch_inp, onnx_inp = onnx_pair
+    image_t, hole_t = _inputs(64, 96)
+    ref = torch_inp.run_net(image_t, hole_t)
+    got = onnx_inp.run_net(image_t, hole_t)
+    assert got.shape == ref.shape == (1, 1, 3, 64, 96)
+    assert float((got - ref).abs().max()) < 1e-4
+
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (80, 100, 3), dtype=np.uint8))
+    mask = np.zeros((80, 100), bool)
+    mask[10:40, 50:90] = True
+    a, b = np.asarray(torch_inp(image, mask), np.int16), np.asarray(onnx_inp(image, mask), np.int16)
+    assert (a[~mask] == np.asarray(image)[~mask]).all() and (b[~mask] == a[~mask]).all()
+    assert np.abs(a - b).max() <= ONNX_LEVELS
+
+    sa = torch_inp.fill(image, mask, samples=2, seed=3)
+    sb = onnx_inp.fill(image, mask, samples=2, seed=3)
+    assert len(sb) == 2 and (np.asarray(sb[0]) != np.asarray(sb[1])).any()
+    for x, y in zip(sa, sb, strict=True):
+        assert np.abs(np.asarray(x, np.int16) - np.asarray(y, np.int16)).max() <= ONNX_LEVELS
+
+
+def test_fill_cli_runtime_onnx(
+    net: DualPathInpainter, tmp_path: Path, capsys: pytest.CaptureFixture, onnx_pair
+) -> None:
+    from dualinpaint.checkpoint import save_weights
+    from dualinpaint.cli import main
+
+    cfg = load_config("tiny")
+    save_weights(tmp_path / "run", net, cfg, 0)
+    photo = make_photos(tmp_path / "in", 1, size=(60, 80))[0]
+    hole = np.zeros((60, 80), np.uint8)
+    hole[15:40, 20:50] = 255
+    Image.fromarray(hole, "L").save(tmp_path / "mask.png")
+    args = ["fill", str(photo), "--mask", str(tmp_path / "mask.png"), "--model", str(tmp_path / "run")]
+    assert main([*args, "-o", str(tmp_path / "onnx.png"), "--runtime", "onnx", "--quiet"]) == 0
+    assert main([*args, "-o", str(tmp_path / "torch.png"), "--precision", "fp32", "--quiet"]) == 0
+    a = np.asarray(Image.open(tmp_path / "onnx.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "torch.png"), np.int16)
+    assert a.shape == (60, 80, 3) and np.abs(a - b).max() <= ONNX_LEVELS
+    assert (a != np.asarray(Image.open(photo), np.int16)).any()
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "x.png"), "--runtime", "onnx", "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dualinpaint: error:") and "torch runtime" in err and err.count("\n") == 1
