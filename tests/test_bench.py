@@ -108,3 +108,14 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, monke
 def test_full_size_photo_case() -> None:
     (row,) = bench.bench_photo(None, "photo", runs=1, warmup=0, threads=None)
     assert row["image"] == [4000, 3000] and row["peak_rss_mb"] < 4096
+
+
+def test_peak_memory_of_a_child_is_its_own_not_the_parents() -> None:
+    """Linux carries a parent's ru_maxrss into a forked-and-exec'd child; the photo case's peak must not."""
+    import subprocess
+    import sys
+
+    ballast = b"\x01" * (1536 << 20)  # 1.5 GiB, resident in this (the parent) process
+    code = "from dualinpaint import bench; print(bench._peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert len(ballast) and 0 < float(out.stdout) < 1024, out.stdout

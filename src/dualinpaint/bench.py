@@ -11,7 +11,7 @@ Rows (each timed after ``warmup`` untimed runs; median and spread of ``runs`` ti
   Every row also gives the max abs difference of its output from (a).
 - photo (``--photo``): a 4000×3000 JPEG with a ~10 % hole, end to end (decode JPEG and mask → Inpainter:
   crop, fill, paste → encode JPEG), in a fresh Python process so that its peak resident memory
-  (``ru_maxrss``) belongs to this case alone.
+  (``VmHWM``; see ``_peak_rss_mb``) belongs to this case alone.
 - training (``--train``): one trainer step (critic update(s) + generator update, with the gradient
   penalty when the preset's loss is WGAN-GP, EMA update) on a fixed synthetic batch, in samples/s, for
   fp32 channels-first and for channels_last (+ bf16 where supported).
@@ -306,7 +306,20 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident memory in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program image alone. Not
+    ``ru_maxrss``: Linux carries the parent's peak into a forked child across ``exec``, so a child
+    started by a large benchmark process would report the parent's memory. Elsewhere ``ru_maxrss``
+    (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
