@@ -232,7 +232,7 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights(tiny_cfg: Config, p
         trainer.train_step(stream)
     to_net = to_init = 0.0
     for e, p, p0 in zip(trainer.ema.parameters(), trainer.net.parameters(), init, strict=True):
-        to_net += float((e - p).pow(2).sum())
+        to_net += float((e - p).detach().pow(2).sum())
         to_init += float((e - p0).pow(2).sum())
     # after 3 steps the EMA sits near the trained weights, not at the random initialisation
     assert to_net < 0.25 * to_init
