@@ -55,6 +55,19 @@ def test_flist_relative_paths_comments_and_labels(tmp_path: Path) -> None:
     assert [p.resolve() for p in read_image_list(txt)] == [a.resolve()]
 
 
+def test_places365_list_with_leading_slash_is_relative_to_its_folder(tmp_path: Path) -> None:
+    root = tmp_path / "places365"
+    a = _noise(root / "a" / "airfield" / "00000001.jpg")
+    b = _noise(root / "b" / "bakery" / "00000002.jpg")
+    flist = root / "places365_train_standard.txt"
+    flist.write_text("/a/airfield/00000001.jpg 0\n/b/bakery/00000002.jpg 41\n")
+    assert [p.resolve() for p in read_image_list(flist)] == [a.resolve(), b.resolve()]
+    # a real absolute path is kept as it is
+    elsewhere = tmp_path / "abs.flist"
+    elsewhere.write_text(f"{a}\n")
+    assert read_image_list(elsewhere) == [a]
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty_dir", "empty_list", "bad_suffix"])
 def test_bad_sources_give_one_line_value_errors(tmp_path: Path, kind: str) -> None:
     source = {

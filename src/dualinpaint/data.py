@@ -54,6 +54,9 @@ def read_image_list(source: PathLike) -> list[Path]:
     path), a file list (``.flist`` or ``.txt``: one path per line; blank lines and ``#`` comments are
     ignored; relative paths are resolved against the list file's folder; a trailing integer label, as in
     ``a/airfield/00000001.jpg 0``, is dropped) or a single image file. Lists are returned in file order.
+    Places365's lists start every path with ``/`` although the paths are relative to the data folder: when
+    a list's first absolute entry does not exist but does under the list's folder, all its ``/…`` entries
+    are read that way.
 
     Raises ``ValueError`` with a one-line message naming the path when it is missing or names no image.
     """
@@ -75,6 +78,7 @@ def read_image_list(source: PathLike) -> list[Path]:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read file list {path}: {err}") from None
     paths = []
+    rooted: bool | None = None  # do "/a/b.jpg" entries mean <list folder>/a/b.jpg? decided once per list
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -83,6 +87,12 @@ def read_image_list(source: PathLike) -> list[Path]:
         if labelled and Path(line).suffix.lower() not in IMAGE_EXTENSIONS:
             line = labelled.group(1)
         entry = Path(line).expanduser()
+        if entry.is_absolute():
+            if rooted is None:  # Places365's lists write "/a/airfield/00000001.jpg" relative to the data root
+                inside = path.parent / entry.relative_to(entry.anchor)
+                rooted = not entry.exists() and inside.exists()
+            if rooted:
+                entry = path.parent / entry.relative_to(entry.anchor)
         paths.append(entry if entry.is_absolute() else path.parent / entry)
     if not paths:
         raise ValueError(f"file list {path} names no images")
