@@ -24,6 +24,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a tiny random-weight model (seed 0): model.safetensors + model.json. Read-only."""
+    from dualinpaint import checkpoint
+    from dualinpaint.generator import DualPathInpainter
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    out = tmp_path_factory.mktemp("tiny-model")
+    checkpoint.save_weights(out, DualPathInpainter(cfg.model).eval(), cfg, 0)
+    return out
+
+
 @pytest.fixture
 def tiny_cfg() -> Config:
     """The tiny preset (32×32, few channels, the paper's code paths)."""

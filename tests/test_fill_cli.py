@@ -10,12 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from dualinpaint import checkpoint
-from dualinpaint.config import load_config
-from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import (
     Inpainter,
     add_demo_arguments,
@@ -30,12 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config("tiny")
-    out = tmp_path_factory.mktemp("model")
-    checkpoint.save_weights(out, DualPathInpainter(cfg.model).eval(), cfg, 0)
-    return out
+def model_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

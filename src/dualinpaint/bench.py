@@ -454,16 +454,13 @@ def run_bench(
     """Everything ``dualinpaint bench`` measures, as one JSON-ready dict."""
     import torch
 
-    from .fastpath import physical_cores
+    from .fastpath import set_threads
 
     if runs < 1 or warmup < 0 or batch < 1:
         raise ValueError(f"--runs {runs} must be >= 1, --warmup {warmup} >= 0 and --batch {batch} >= 1")
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads {threads} must be >= 1")
-        torch.set_num_threads(threads)
-    elif torch.get_num_threads() > physical_cores():
-        torch.set_num_threads(physical_cores())
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads {threads} must be >= 1")
+    set_threads(threads)
     if onnx:
         from .export import require_onnxruntime
 

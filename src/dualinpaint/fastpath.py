@@ -58,6 +58,19 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads and return the count in force: ``threads`` if given (>= 1, else
+    ValueError); otherwise the physical core count, applied only where it lowers the current setting
+    (SMT siblings slow convolutions down)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads={threads} must be >= 1")
+        torch.set_num_threads(threads)
+    elif torch.get_num_threads() > physical_cores():
+        torch.set_num_threads(physical_cores())
+    return torch.get_num_threads()
+
+
 def resolve_precision(precision: str) -> str:
     """``auto`` → ``bf16`` when the CPU supports it natively, else ``fp32``; others are checked and kept."""
     if precision not in PRECISIONS:

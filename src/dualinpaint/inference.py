@@ -85,9 +85,8 @@ class Inpainter:
         compile: bool = False,
         runtime: str = "torch",
     ) -> None:
-        import torch
 
-        from .fastpath import physical_cores, prepare_for_inference, resolve_precision
+        from .fastpath import prepare_for_inference, resolve_precision, set_threads
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime={runtime!r}; valid: {', '.join(RUNTIMES)}")
@@ -105,13 +104,7 @@ class Inpainter:
             raise ValueError(f"margin={margin} and min_margin={min_margin} must be >= 0")
         self.margin = float(margin)
         self.min_margin = int(min_margin)
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads={threads} must be >= 1")
-            torch.set_num_threads(threads)
-        elif torch.get_num_threads() > physical_cores():
-            torch.set_num_threads(physical_cores())  # SMT siblings slow convolutions down
-        self.threads = torch.get_num_threads()
+        self.threads = set_threads(threads)
         self.runtime = runtime
         self.channels_last = bool(channels_last) and runtime == "torch"
         self.compile = bool(compile)

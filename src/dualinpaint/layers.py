@@ -7,6 +7,9 @@ u/v vectors are buffers, so they are saved with the weights but are not trainabl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +28,22 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; valid: instance, none")
+
+
+def pre_activation_pair(
+    cin: int, hidden: int, second: Callable[[], nn.Module], norm: str, leak: float, use_sn: bool
+) -> nn.Sequential:
+    """norm → act → conv3×3 s1 p1 (cin→hidden) → norm → act → ``second()`` (hidden→cout), all convs under
+    spectral norm when ``use_sn``: the main path of ``ResBlock`` and ``ResBlockDecoder``. ``second`` is a
+    factory so that layers are built (and randomly initialised) in order."""
+    return nn.Sequential(
+        make_norm(norm, cin),
+        nn.LeakyReLU(leak),
+        sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
+        make_norm(norm, hidden),
+        nn.LeakyReLU(leak),
+        sn(second(), use_sn),
+    )
 
 
 class ResBlock(nn.Module):
@@ -53,14 +72,8 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         hidden = hidden or cout
-        self.main = nn.Sequential(
-            make_norm(norm, cin),
-            nn.LeakyReLU(leak),
-            sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
-            make_norm(norm, hidden),
-            nn.LeakyReLU(leak),
-            sn(nn.Conv2d(hidden, cout, 3, 1, 1), use_sn),
-        )
+        conv = partial(nn.Conv2d, hidden, cout, 3, 1, 1)
+        self.main = pre_activation_pair(cin, hidden, conv, norm, leak, use_sn)
         identity = skip == "identity" and cin == cout
         self.shortcut = nn.Identity() if identity else sn(nn.Conv2d(cin, cout, 1), use_sn)
         self.down = down
@@ -109,14 +122,8 @@ class ResBlockDecoder(nn.Module):
     ) -> None:
         super().__init__()
         hidden = hidden or cout
-        self.main = nn.Sequential(
-            make_norm(norm, cin),
-            nn.LeakyReLU(leak),
-            sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
-            make_norm(norm, hidden),
-            nn.LeakyReLU(leak),
-            sn(nn.ConvTranspose2d(hidden, cout, 3, 2, 1, output_padding=1), use_sn),
-        )
+        up = partial(nn.ConvTranspose2d, hidden, cout, 3, 2, 1, output_padding=1)
+        self.main = pre_activation_pair(cin, hidden, up, norm, leak, use_sn)
         self.shortcut = sn(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), use_sn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Shared pieces of the hostile-input suite: a tiny random-weight model saved once per session, image and
 mask makers, and checks of what a failure looks like from the outside (one line, no traceback).
 
-Self-contained on purpose: nothing here comes from ``tests/conftest.py``.
+The tiny model comes from ``tests/conftest.py`` (``tiny_model_dir``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dualinpaint import checkpoint
 from dualinpaint.cli import main
 from dualinpaint.config import Config, load_config
-from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import Inpainter
 
 W, H = 48, 40
@@ -42,12 +40,9 @@ def tiny() -> Config:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny: Config) -> Path:
+def model_dir(tiny_model_dir: Path) -> Path:
     """A run folder holding a tiny random-weight model (model.safetensors + model.json)."""
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-model")
-    checkpoint.save_weights(out, DualPathInpainter(tiny.model).eval(), tiny, 0)
-    return out
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")
