@@ -25,11 +25,13 @@ def quantised(image: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_and_unknown_name():
-    assert set(BASELINES) == {"telea", "ns", "biharmonic", "patchmatch"}
+    assert set(BASELINES) == {"telea", "ns", "biharmonic", "harmonic", "patchmatch"}
     assert set(AVAILABLE) <= set(BASELINES)
-    assert {"telea", "ns", "biharmonic"} <= set(AVAILABLE)  # opencv and scikit-image are dev dependencies
+    assert {"telea", "ns", "biharmonic", "harmonic"} <= set(
+        AVAILABLE
+    )  # opencv and scikit-image are dev dependencies
     assert get_baseline("telea") is BASELINES["telea"]
-    with pytest.raises(ValueError, match="valid: telea, ns, biharmonic, patchmatch"):
+    with pytest.raises(ValueError, match="valid: telea, ns, biharmonic, harmonic, patchmatch"):
         get_baseline("lama")
 
 

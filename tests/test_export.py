@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,20 @@ pytest.importorskip("onnx")
 from dualinpaint.export import OnnxFill, export_onnx  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def net() -> DualPathInpainter:
+@pytest.fixture(scope="module", params=["tiny", "tiny+skips"])
+def net(request: pytest.FixtureRequest) -> DualPathInpainter:
+    """The tiny network, plain and with the shipped preset's mask input, decoder skips and prefill."""
     torch.manual_seed(0)
     cfg = load_config("tiny")
+    if request.param == "tiny+skips":
+        cfg = cfg.with_overrides(
+            [
+                "model.mask_input=true",
+                "model.decoder_skips=true",
+                "model.prefill=harmonic",
+                "model.prefill_iters=3",
+            ]
+        )
     n = DualPathInpainter(cfg.model)
     n.train()
     for _ in range(2):  # move the spectral-norm u/v away from their initial values
@@ -80,7 +91,8 @@ def test_export_command(net: DualPathInpainter, tmp_path: Path, capsys: pytest.C
     from dualinpaint.checkpoint import save_weights
     from dualinpaint.cli import main
 
-    save_weights(tmp_path / "run", net, load_config("tiny"), 0)
+    cfg = load_config("tiny")
+    save_weights(tmp_path / "run", net, dataclasses.replace(cfg, model=net.cfg), 0)
     assert (
         main(
             [

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dualinpaint.config import load_config
-from dualinpaint.generator import DualPathInpainter
+from dualinpaint.generator import DualPathInpainter, harmonic_fill
 
 
 def small(preset: str):
@@ -21,7 +21,7 @@ def small(preset: str):
     )
 
 
-@pytest.mark.parametrize("preset", ["paper", "picnet", "tiny"])
+@pytest.mark.parametrize("preset", ["paper", "picnet", "tiny", "photo"])
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])
 def test_train_forward_shapes(preset: str, size: tuple[int, int]) -> None:
     cfg = small(preset)
@@ -60,6 +60,78 @@ def test_paths_see_the_right_pixels() -> None:
     assert not torch.allclose(inside.posterior.mu, base.posterior.mu)  # posterior reads hole content
     torch.testing.assert_close(outside.posterior.mu, base.posterior.mu)  # posterior ignores visible pixels
     assert not torch.allclose(outside.prior.mu, base.prior.mu)
+
+
+def test_mask_input_tells_a_hole_from_black_pixels() -> None:
+    """Without the mask channel, zero-valued visible pixels and a hole look alike to E2; with it not."""
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    image[..., 16:32, 16:32] = 0  # visible pixels whose value equals a zeroed hole's
+    hole_a, hole_b = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    hole_b[..., 16:32, 16:32] = 1
+    for mask_input in (False, True):
+        torch.manual_seed(0)
+        cfg = small("photo").with_overrides([f"model.mask_input={str(mask_input).lower()}"])
+        net = DualPathInpainter(cfg.model).eval()
+        with torch.no_grad():
+            mu_a, _ = net.encode_masked(image, hole_a)
+            mu_b, _ = net.encode_masked(image, hole_b)
+        assert torch.allclose(mu_a.mu, mu_b.mu) is not mask_input
+
+
+def test_decoder_skips_carry_visible_detail_to_the_output() -> None:
+    """With skips, the fill next to a visible pixel depends on it through the full-resolution skip alone."""
+    torch.manual_seed(0)
+    cfg = small("photo").with_overrides(["model.attention=false", "model.prefill=none"])
+    net = DualPathInpainter(cfg.model).eval()
+    assert len(net.gen_g.skip_proj) == cfg.model.n_down + 1
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    hole = torch.zeros(1, 1, 64, 64)
+    hole[..., 20:44, 20:44] = 1
+    feats = net.encode_masked(image, hole)[1]
+    z = torch.zeros(1, *net.latent_shape(64, 64))
+    poked = image.clone()
+    poked[..., 19, 30] = -poked[..., 19, 30]  # a visible pixel touching the hole
+    # same encoder features, only the image passed to the decoder differs: the change reaches the
+    # hole's edge only through the full-resolution skip
+    with torch.no_grad():
+        a = net.decode(z, feats, hole, image)
+        b = net.decode(z, feats, hole, poked)
+    assert not torch.allclose(a[..., 20, 29:32], b[..., 20, 29:32])
+    torch.testing.assert_close(a[..., 30:, :], b[..., 30:, :])  # local: far rows are untouched
+
+
+def test_harmonic_fill_keeps_known_pixels_and_solves_laplace() -> None:
+    """Known pixels never change; a constant stays constant; a linear ramp (harmonic) is recovered."""
+    hole = torch.zeros(1, 1, 32, 32)
+    hole[..., 8:20, 10:26] = 1
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    out = harmonic_fill(image * (1 - hole), hole, 5, 5)
+    vis = (hole == 0).expand_as(image)
+    assert torch.equal(out[vis], image[vis])
+    const = torch.full((1, 3, 32, 32), 0.3)
+    torch.testing.assert_close(harmonic_fill(const * (1 - hole), hole, 0, 5), const)
+    ramp = torch.linspace(-1, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32)
+    rough = (harmonic_fill(ramp * (1 - hole), hole, 0, 5) - ramp).abs().max()
+    solved = (harmonic_fill(ramp * (1 - hole), hole, 2000, 5) - ramp).abs().max()
+    assert solved < 1e-3 < rough
+
+
+def test_prefill_model_starts_from_the_smooth_fill() -> None:
+    """With ``prefill`` the residual RGB layer starts at 0: an untrained network's fill is the smooth fill."""
+    torch.manual_seed(0)
+    cfg = small("photo")
+    net = DualPathInpainter(cfg.model).eval()
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    hole = torch.zeros(2, 1, 64, 64)
+    hole[..., 12:40, 20:30] = 1
+    with torch.no_grad():
+        filled = net.complete(image, hole)
+        smooth = harmonic_fill(image * (1 - hole), hole, cfg.model.prefill_iters, cfg.model.n_down + 1)
+        torch.testing.assert_close(filled, smooth)
+        last = net.gen_g.outputs[str(cfg.model.n_down)].body[2]
+        assert not hasattr(last, "parametrizations")  # no spectral norm on a zero-initialised conv
+        last.weight.normal_(0, 0.1)  # a trained residual layer: the learned residual now shows
+        assert not torch.allclose(net.complete(image, hole), smooth)
 
 
 def test_complete_keeps_visible_pixels_and_is_deterministic() -> None:

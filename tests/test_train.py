@@ -38,9 +38,22 @@ def stream_for(
     return BatchStream(data, batch or cfg.data.batch_size, cfg.train.seed, dist or DistInfo(), 0)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "picnet-small"])
+@pytest.mark.parametrize("preset", ["tiny", "picnet-small", "photo-small"])
 def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, preset: str) -> None:
     cfg = tiny_cfg
+    if preset == "photo-small":  # the shipped preset's structure: mask input, decoder skips, hinge
+        cfg = load_config("photo").with_overrides(
+            [
+                "model.ngf=8",
+                "model.max_channels=16",
+                "model.z_channels=8",
+                "model.disc_channels=8",
+                "model.disc_max_channels=16",
+                "data.size=64",
+                "data.load_size=68",
+                "data.batch_size=2",
+            ]
+        )
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(
             [

@@ -11,6 +11,7 @@ only. The result is float32 N×3×H×W in [-1, 1] on the input's device.
 | telea | ``cv2.inpaint(..., cv2.INPAINT_TELEA)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
 | ns | ``cv2.inpaint(..., cv2.INPAINT_NS)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
 | biharmonic | ``skimage.restoration.inpaint_biharmonic`` | scikit-image (``dualinpaint[eval]``) |
+| harmonic | :func:`~dualinpaint.generator.harmonic_fill`, 20 sweeps per level (``photo``'s prefill) | none |
 | patchmatch | ``patchmatch_cython.inpaint_pyramid``, patch 5, seed 0 | patchmatch-cython |
 
 Optional packages are imported inside the functions; a missing one raises ``ImportError`` naming what to
@@ -42,6 +43,8 @@ _REQUIRES = {
 
 def _import(name: str):
     """Import the optional module that baseline ``name`` needs, or raise ImportError with the install hint."""
+    if name not in _REQUIRES:
+        return None
     module, hint = _REQUIRES[name]
     try:
         return importlib.import_module(module)
@@ -109,6 +112,27 @@ def biharmonic(image: Tensor, mask: Tensor) -> Tensor:
     return _apply(image, mask, fill)
 
 
+def harmonic(image: Tensor, mask: Tensor, iters: int = 20) -> Tensor:
+    """The multilevel harmonic fill the shipped ``photo`` model adds its residual to, without the network.
+
+    As many pyramid levels (at most 5, the ``photo`` preset's) as both sides are divisible by 2 that often.
+    """
+    from .generator import harmonic_fill
+
+    def fill(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        h, w = hole.shape
+        levels = 0
+        while levels < 5 and h % 2 ** (levels + 1) == 0 and w % 2 ** (levels + 1) == 0:
+            levels += 1
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].double() / 127.5 - 1
+        m = torch.from_numpy(hole)[None, None].double()
+        with torch.no_grad():
+            out = harmonic_fill(x * (1 - m), m, iters, levels)[0].permute(1, 2, 0).numpy()
+        return np.clip(np.rint((out + 1) * 127.5), 0, 255).astype(np.uint8)
+
+    return _apply(image, mask, fill)
+
+
 def patchmatch(image: Tensor, mask: Tensor, patch_size: int = 5, seed: int = 0) -> Tensor:
     """Coarse-to-fine PatchMatch (Barnes et al. 2009) from patchmatch-cython; deterministic for a seed."""
     pm = _import("patchmatch")
@@ -121,6 +145,7 @@ BASELINES: dict[str, Baseline] = {
     "telea": telea,
     "ns": ns,
     "biharmonic": biharmonic,
+    "harmonic": harmonic,
     "patchmatch": patchmatch,
 }
 

@@ -24,6 +24,7 @@ DISC_TYPES = ("patch", "resdis")
 SKIP_TYPES = ("conv1x1", "identity")
 FUSIONS = ("add", "concat")
 NORMS = ("instance", "none")
+PREFILLS = ("none", "harmonic")
 REC_ADV = ("dmatch_l2", "gan")
 KL_DIRECTIONS = ("prior_post", "post_prior")
 PRIOR_SIGMAS = ("adaptive", "unit")
@@ -76,6 +77,10 @@ class ModelConfig:
     norm: str = "instance"  # normalisation inside the decoder blocks
     spectral_norm: bool = True  # spectral normalisation on encoder/generator/discriminator convs
     leak: float = 0.1  # LeakyReLU slope (PICNet 0.1)
+    decoder_skips: bool = False  # U-Net style: each decoder adds E2's feature at its resolution (1×1 conv)
+    mask_input: bool = False  # encoders also read the hole mask as a 4th channel
+    prefill: str = "none"  # harmonic: G's final image = a parameter-free smooth fill + a learned residual
+    prefill_iters: int = 20  # Jacobi sweeps per pyramid level of the multilevel harmonic fill
     disc_type: str = "patch"  # patch = PatchGAN, five 4×4 convs; resdis = PICNet's residual critic
     disc_channels: int = 64  # first-layer channels of each discriminator
     disc_max_channels: int = 256  # channel cap of the discriminators
@@ -96,7 +101,7 @@ class ModelConfig:
             "disc_max_channels",
             "disc_layers",
         )
-        _check_nonnegative(s, self, "prior_blocks", "posterior_blocks", "leak")
+        _check_nonnegative(s, self, "prior_blocks", "posterior_blocks", "leak", "prefill_iters")
         _check(
             self.max_channels >= self.ngf,
             f"model.max_channels={self.max_channels} must be >= model.ngf={self.ngf}",
@@ -105,6 +110,7 @@ class ModelConfig:
         _check_choice(s, "skip", self.skip, SKIP_TYPES)
         _check_choice(s, "fusion", self.fusion, FUSIONS)
         _check_choice(s, "norm", self.norm, NORMS)
+        _check_choice(s, "prefill", self.prefill, PREFILLS)
         _check_choice(s, "disc_type", self.disc_type, DISC_TYPES)
         n_up = self.n_down + 1
         _check(

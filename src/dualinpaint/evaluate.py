@@ -101,6 +101,7 @@ _BASELINE_PACKAGES = {
     "telea": "opencv-python-headless",
     "ns": "opencv-python-headless",
     "biharmonic": "scikit-image",
+    "harmonic": "dualinpaint",
     "patchmatch": "patchmatch-cython",
 }
 _SOFTWARE = (
@@ -1116,7 +1117,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--baselines",
         default="",
         metavar="NAMES",
-        help="comma-separated classical baselines: telea,ns,biharmonic,patchmatch (or 'all' installed)",
+        help="comma-separated classical baselines: telea,ns,biharmonic,harmonic,patchmatch "
+        "(or 'all' installed)",
     )
     parser.add_argument("--out", required=True, help="report folder (resumed if it holds a cache.jsonl)")
     parser.add_argument("--size", type=int, default=256, help="evaluation side (masks must match)")

@@ -32,7 +32,7 @@ class DeterministicFill(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         prior, feats = self.net.encode_masked(image, mask)
-        return self.net.decode(prior.mu, feats, mask) * mask + image * (1 - mask)
+        return self.net.decode(prior.mu, feats, mask, image) * mask + image * (1 - mask)
 
 
 class SampledFill(nn.Module):
@@ -44,7 +44,7 @@ class SampledFill(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         prior, feats = self.net.encode_masked(image, mask)
-        return self.net.decode(prior.rsample(noise), feats, mask) * mask + image * (1 - mask)
+        return self.net.decode(prior.rsample(noise), feats, mask, image) * mask + image * (1 - mask)
 
 
 def _example(net: DualPathInpainter, size: int, sampling: bool) -> tuple[torch.Tensor, ...]:

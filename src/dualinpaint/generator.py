@@ -49,13 +49,15 @@ class TrainOutput:
 class EncoderTrunk(nn.Module):
     """Residual encoder: a start block then ``n_down`` downsampling ResBlocks.
 
-    N×3×H×W → list of features f[0..n_down]; f[k] has stride 2^(k+1) and channels_at(k) channels.
+    N×3×H×W (N×4×H×W with ``mask_input``: image and unknown-pixel mask) → list of features
+    f[0..n_down]; f[k] has stride 2^(k+1) and channels_at(k) channels.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ch = [channels_at(k, cfg.ngf, cfg.max_channels) for k in range(cfg.n_down + 1)]
-        self.start = ResBlockStart(3, ch[0], leak=cfg.leak, use_sn=cfg.spectral_norm)
+        cin = 4 if cfg.mask_input else 3
+        self.start = ResBlockStart(cin, ch[0], leak=cfg.leak, use_sn=cfg.spectral_norm)
         self.down = nn.ModuleList(
             ResBlock(
                 ch[k],
@@ -101,8 +103,14 @@ class Generator(nn.Module):
     stem ResBlock(z) fused with f_m (add or concat+1×1) → n_down+1 ResBlockDecoders, each doubling the
     resolution; short+long term attention after decoder ``attention_level``; the last ``output_scales``
     decoders emit an RGB image (tanh) that is concatenated into the next decoder's input.
+    ``decoder_skips``: decoder i also adds a 1×1 projection of ``skips[i]``, the masked image's encoder
+    feature at its output resolution (the last decoder: the masked — or prefilled — image and hole).
+    ``prefill``: the final image is clamp(``base`` + RGB), ``base`` being ``harmonic_fill``'s N×3×H×W
+    smooth fill; the final RGB layer has no spectral norm and starts at zero, so training starts from the
+    smooth fill (and its weights get a gradient from the first step).
 
-    Inputs: z N×Z×h×w, f_m N×C×h×w, f_e (encoder feature at the attention's resolution), hole N×1×H×W.
+    Inputs: z N×Z×h×w, f_m N×C×h×w, f_e (encoder feature at the attention's resolution), hole N×1×H×W,
+    skips (``decoder_skips`` only, see ``DualPathInpainter.skip_inputs``), base (``prefill`` only).
     Returns a list of ``output_scales`` images, coarse → fine; the last is N×3×H×W.
     """
 
@@ -126,6 +134,25 @@ class Generator(nn.Module):
             if i >= self.first_output:
                 self.outputs[str(i)] = ToRGB(cout, leak=leak, use_sn=use_sn)
             cin = cout
+        self.residual = cfg.prefill != "none"
+        if self.residual:  # the final RGB is a residual on the smooth fill: its conv starts at zero (no SN)
+            last = ToRGB(channels_at(0, cfg.ngf, cfg.max_channels), leak=leak, use_sn=False)
+            nn.init.zeros_(last.body[2].weight)
+            nn.init.zeros_(last.body[2].bias)
+            self.outputs[str(n_up - 1)] = last
+        self.skip_proj = None
+        if cfg.decoder_skips:
+            self.skip_proj = nn.ModuleList(
+                sn(
+                    nn.Conv2d(
+                        channels_at(cfg.n_down - i - 1, cfg.ngf, cfg.max_channels) if i < cfg.n_down else 4,
+                        channels_at(cfg.n_down - i, cfg.ngf, cfg.max_channels),
+                        1,
+                    ),
+                    use_sn,
+                )
+                for i in range(n_up)
+            )
         self.attention = None
         if cfg.attention:
             level = cfg.attention_level
@@ -140,13 +167,25 @@ class Generator(nn.Module):
         return self.cfg.n_down - self.cfg.attention_level - 1
 
     def forward(
-        self, z: torch.Tensor, f_m: torch.Tensor, f_e: torch.Tensor | None, hole: torch.Tensor
+        self,
+        z: torch.Tensor,
+        f_m: torch.Tensor,
+        f_e: torch.Tensor | None,
+        hole: torch.Tensor,
+        skips: list[torch.Tensor] | None = None,
+        base: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
+        if (self.skip_proj is None) != (skips is None):
+            raise ValueError("skips must be given exactly when model.decoder_skips is on")
+        if self.residual != (base is not None):
+            raise ValueError("base (the smooth fill) must be given exactly when model.prefill is on")
         out = self.stem(z)
         out = out + f_m if self.fuse is None else self.fuse(torch.cat([out, f_m], dim=1))
         results = []
         for i, decoder in enumerate(self.decoders):
             out = decoder(out)
+            if self.skip_proj is not None:
+                out = out + self.skip_proj[i](skips[i])
             if self.attention is not None and i == self.cfg.attention_level:
                 pre = f_e if self.attn_proj is None else self.attn_proj(f_e)
                 small = F.interpolate(hole, size=out.shape[-2:], mode="bilinear", align_corners=True)
@@ -155,7 +194,50 @@ class Generator(nn.Module):
                 rgb = self.outputs[str(i)](out)
                 results.append(rgb)
                 out = torch.cat([out, rgb], dim=1)
+        if base is not None:
+            results[-1] = (base + results[-1]).clamp(-1, 1)
         return results
+
+
+def _jacobi(x: torch.Tensor, colour: torch.Tensor, known: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """``sweeps`` Jacobi sweeps of x ← known·colour + (1 − known)·(mean of x's 4 neighbours).
+
+    x, colour N×3×H×W; known N×1×H×W in [0, 1] (a known fraction; 1 = fixed, 0 = free). Borders replicate.
+    """
+    fixed, free = colour * known, 1 - known
+    for _ in range(sweeps):
+        p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        around = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]  # 4-neighbour sum, accumulated in place
+        around += p[..., 1:-1, :-2]
+        around += p[..., 1:-1, 2:]
+        x = torch.addcmul(fixed, around, free, value=0.25)
+    return x
+
+
+def harmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: int) -> torch.Tensor:
+    """A parameter-free smooth fill of the hole: a multilevel solve of Laplace's equation.
+
+    Pyramid: ``levels`` times average-pool the known pixels and their known fraction w. From the coarsest
+    level down (its empty cells start at the mean known colour; finer levels start from the bilinearly
+    upsampled coarser solution), each level runs ``iters`` Jacobi sweeps in which a cell keeps fraction w
+    of its own known colour and takes 1 − w from its neighbours. With ``iters`` = 0 this is push-pull; at
+    full resolution w is 0 or 1, so pixels outside the hole never change and the hole tends to the harmonic
+    interpolant of its border. image N×3×H×W, hole N×1×H×W (H, W multiples of 2**levels) → N×3×H×W.
+    """
+    image, hole = image.contiguous(), hole.contiguous()  # the sweeps are ~1.5× slower in channels_last
+    known = 1 - hole
+    sums, weights = [image * known], [known]
+    for _ in range(levels):
+        sums.append(F.avg_pool2d(sums[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    mean = sums[0].sum((2, 3), keepdim=True) / weights[0].sum((2, 3), keepdim=True).clamp_min(1e-8)
+    x = None
+    for level in range(levels, -1, -1):
+        w = weights[level].clamp(0, 1)
+        colour = sums[level] / weights[level].clamp_min(1e-8)
+        start = mean.expand_as(colour) if x is None else F.interpolate(x, scale_factor=2.0, mode="bilinear")
+        x = _jacobi(colour * w + start * (1 - w), colour, w, iters)
+    return x
 
 
 def adaptive_prior_sigma(hole: torch.Tensor) -> torch.Tensor:
@@ -202,6 +284,27 @@ class DualPathInpainter(nn.Module):
         if image.shape[-2] % st or image.shape[-1] % st:
             raise ValueError(f"image size {image.shape[-2]}×{image.shape[-1]} must be a multiple of {st}")
 
+    def _encoder_input(self, image: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: the image, with the unknown-pixel mask as a 4th channel if ``mask_input``."""
+        return torch.cat([image, unknown], dim=1) if self.cfg.mask_input else image
+
+    def prefill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor | None:
+        """The smooth fill G's residual is added to (``model.prefill``), N×3×H×W; None when off.
+        Reads only the pixels outside the hole."""
+        if self.cfg.prefill == "none":
+            return None
+        return harmonic_fill(image * (1 - hole), hole, self.cfg.prefill_iters, self.cfg.n_down + 1)
+
+    def skip_inputs(
+        self, feats: list[torch.Tensor], masked: torch.Tensor, hole: torch.Tensor
+    ) -> list[torch.Tensor] | None:
+        """Per-decoder skip inputs (``decoder_skips``): E2's features fine-ward of the bottleneck, then
+        ``masked`` (the masked or prefilled image) with its hole, N×4×H×W, for the full-resolution
+        decoder; None when off."""
+        if not self.cfg.decoder_skips:
+            return None
+        return [*feats[-2::-1], torch.cat([masked, hole], dim=1)]
+
     def _features(self, feats: list[torch.Tensor], level: int) -> torch.Tensor | None:
         return feats[level] if self.cfg.attention else None
 
@@ -217,41 +320,53 @@ class DualPathInpainter(nn.Module):
         img_m = image * (1 - hole)
         img_c = image * hole
         n = image.shape[0]
+        x_m, x_c = self._encoder_input(img_m, hole), self._encoder_input(img_c, 1 - hole)
         if self.enc_c is None:
-            both = self.enc_m(torch.cat([img_m, img_c], dim=0))
+            both = self.enc_m(torch.cat([x_m, x_c], dim=0))
             feats_m = [f[:n] for f in both]
             top_c = both[-1][n:]
         else:
-            feats_m = self.enc_m(img_m)
-            top_c = self.enc_c(img_c)[-1]
+            feats_m = self.enc_m(x_m)
+            top_c = self.enc_c(x_c)[-1]
         posterior = self.posterior_head(top_c)
         prior = self.prior_head(feats_m[-1])
         eps_p, eps_q = noise if noise is not None else (None, None)
         z_p, z_q = posterior.rsample(eps_p), prior.rsample(eps_q)
         f_m = feats_m[-1]
         f_e = self._features(feats_m, self.gen_g.encoder_level)
+        base = self.prefill(image, hole)
+        skips = self.skip_inputs(feats_m, img_m if base is None else base, hole)
         if self.gen_r is None:
 
             def dup(t: torch.Tensor | None) -> torch.Tensor | None:
                 return None if t is None else torch.cat([t, t], dim=0)
 
-            outs = self.gen_g(torch.cat([z_p, z_q], dim=0), dup(f_m), dup(f_e), dup(hole))
+            both_skips = None if skips is None else [dup(t) for t in skips]
+            outs = self.gen_g(
+                torch.cat([z_p, z_q], dim=0), dup(f_m), dup(f_e), dup(hole), both_skips, dup(base)
+            )
             rec = [o[:n] for o in outs]
             gen = [o[n:] for o in outs]
         else:
-            rec = self.gen_r(z_p, f_m, f_e, hole)
-            gen = self.gen_g(z_q, f_m, f_e, hole)
+            rec = self.gen_r(z_p, f_m, f_e, hole, skips, base)
+            gen = self.gen_g(z_q, f_m, f_e, hole, skips, base)
         return TrainOutput(rec=rec, gen=gen, posterior=posterior, prior=prior)
 
     def encode_masked(self, image: torch.Tensor, hole: torch.Tensor) -> tuple[Gaussian, list[torch.Tensor]]:
         """Generation path encoder only: prior p(z | I_m) and the masked image's features."""
         self.check_input(image, hole)
-        feats = self.enc_m(image * (1 - hole))
+        feats = self.enc_m(self._encoder_input(image * (1 - hole), hole))
         return self.prior_head(feats[-1]), feats
 
-    def decode(self, z: torch.Tensor, feats: list[torch.Tensor], hole: torch.Tensor) -> torch.Tensor:
-        """G2 on a latent z (N×Z×h×w) and cached features; returns the raw full-size image N×3×H×W."""
-        return self.gen_g(z, feats[-1], self._features(feats, self.gen_g.encoder_level), hole)[-1]
+    def decode(
+        self, z: torch.Tensor, feats: list[torch.Tensor], hole: torch.Tensor, image: torch.Tensor
+    ) -> torch.Tensor:
+        """G2 on a latent z (N×Z×h×w) and cached features of ``image`` (N×3×H×W, read only through
+        its known pixels); returns the raw full-size image N×3×H×W."""
+        base = self.prefill(image, hole)
+        skips = self.skip_inputs(feats, image * (1 - hole) if base is None else base, hole)
+        f_e = self._features(feats, self.gen_g.encoder_level)
+        return self.gen_g(z, feats[-1], f_e, hole, skips, base)[-1]
 
     def complete(
         self,
@@ -269,7 +384,7 @@ class DualPathInpainter(nn.Module):
         """
         prior, feats = self.encode_masked(image, hole)
         if noise is None and samples == 1:
-            raw = self.decode(prior.mu, feats, hole)
+            raw = self.decode(prior.mu, feats, hole, image)
             return raw * hole + image * (1 - hole)
         if noise is None:
             noise = torch.randn((samples, *prior.mu.shape), generator=generator, dtype=prior.mu.dtype).to(
@@ -279,7 +394,7 @@ class DualPathInpainter(nn.Module):
             want = "×".join(map(str, prior.mu.shape))
             raise ValueError(f"noise must be S×{want}, got {tuple(noise.shape)}")
         return torch.stack(
-            [self.decode(prior.rsample(eps), feats, hole) * hole + image * (1 - hole) for eps in noise]
+            [self.decode(prior.rsample(eps), feats, hole, image) * hole + image * (1 - hole) for eps in noise]
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
