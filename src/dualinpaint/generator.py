@@ -214,6 +214,7 @@ def _jacobi(x: torch.Tensor, colour: torch.Tensor, known: torch.Tensor, sweeps: 
     return x
 
 
+@torch.compiler.disable  # element-wise sweeps gain nothing from compile; tracing them unrolled takes minutes
 def harmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: int) -> torch.Tensor:
     """A parameter-free smooth fill of the hole: a multilevel solve of Laplace's equation.
 
