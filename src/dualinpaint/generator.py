@@ -334,9 +334,7 @@ class DualPathInpainter(nn.Module):
         eps_p, eps_q = noise if noise is not None else (None, None)
         z_p, z_q = posterior.rsample(eps_p), prior.rsample(eps_q)
         f_m = feats_m[-1]
-        f_e = self._features(feats_m, self.gen_g.encoder_level)
-        base = self.prefill(image, hole)
-        skips = self.skip_inputs(feats_m, img_m if base is None else base, hole)
+        f_e, skips, base = self.decoder_inputs(feats_m, hole, image)
         if self.gen_r is None:
 
             def dup(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -359,14 +357,27 @@ class DualPathInpainter(nn.Module):
         feats = self.enc_m(self._encoder_input(image * (1 - hole), hole))
         return self.prior_head(feats[-1]), feats
 
-    def decode(
-        self, z: torch.Tensor, feats: list[torch.Tensor], hole: torch.Tensor, image: torch.Tensor
-    ) -> torch.Tensor:
-        """G2 on a latent z (N×Z×h×w) and cached features of ``image`` (N×3×H×W, read only through
-        its known pixels); returns the raw full-size image N×3×H×W."""
+    def decoder_inputs(
+        self, feats: list[torch.Tensor], hole: torch.Tensor, image: torch.Tensor
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None, torch.Tensor | None]:
+        """What G reads besides z and the bottleneck feature, the same for every latent draw: the
+        attention's encoder feature, the skip inputs and the smooth fill (each None when off).
+        ``feats`` are E2's features of ``image`` (N×3×H×W, read only through its known pixels)."""
         base = self.prefill(image, hole)
         skips = self.skip_inputs(feats, image * (1 - hole) if base is None else base, hole)
-        f_e = self._features(feats, self.gen_g.encoder_level)
+        return self._features(feats, self.gen_g.encoder_level), skips, base
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        feats: list[torch.Tensor],
+        hole: torch.Tensor,
+        image: torch.Tensor,
+        inputs: tuple[torch.Tensor | None, list[torch.Tensor] | None, torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """G2 on a latent z (N×Z×h×w) and cached features of ``image``; returns the raw full-size image
+        N×3×H×W. ``inputs``: ``decoder_inputs(feats, hole, image)`` if already computed (K samples)."""
+        f_e, skips, base = self.decoder_inputs(feats, hole, image) if inputs is None else inputs
         return self.gen_g(z, feats[-1], f_e, hole, skips, base)[-1]
 
     def complete(
@@ -394,8 +405,12 @@ class DualPathInpainter(nn.Module):
         if noise.dim() != 5 or noise.shape[1:] != prior.mu.shape:
             want = "×".join(map(str, prior.mu.shape))
             raise ValueError(f"noise must be S×{want}, got {tuple(noise.shape)}")
+        inputs = self.decoder_inputs(feats, hole, image)  # the smooth fill is computed once, not per sample
         return torch.stack(
-            [self.decode(prior.rsample(eps), feats, hole, image) * hole + image * (1 - hole) for eps in noise]
+            [
+                self.decode(prior.rsample(eps), feats, hole, image, inputs) * hole + image * (1 - hole)
+                for eps in noise
+            ]
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
