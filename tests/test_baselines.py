@@ -25,13 +25,12 @@ def quantised(image: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_and_unknown_name():
-    assert set(BASELINES) == {"telea", "ns", "biharmonic", "harmonic", "patchmatch"}
+    assert set(BASELINES) == {"telea", "ns", "biharmonic", "harmonic", "mlbiharmonic", "patchmatch"}
     assert set(AVAILABLE) <= set(BASELINES)
-    assert {"telea", "ns", "biharmonic", "harmonic"} <= set(
-        AVAILABLE
-    )  # opencv and scikit-image are dev dependencies
+    # opencv and scikit-image are dev dependencies; the smooth fills need nothing
+    assert {"telea", "ns", "biharmonic", "harmonic", "mlbiharmonic"} <= set(AVAILABLE)
     assert get_baseline("telea") is BASELINES["telea"]
-    with pytest.raises(ValueError, match="valid: telea, ns, biharmonic, harmonic, patchmatch"):
+    with pytest.raises(ValueError, match="valid: telea, ns, biharmonic, harmonic, mlbiharmonic, patchmatch"):
         get_baseline("lama")
 
 

@@ -42,6 +42,14 @@ def test_train_and_resume_from_the_command_line(tmp_path: Path, capsys: pytest.C
     assert "step 2" in capsys.readouterr().out
     assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--quiet"]) == 0
     assert json.loads((run / "model.json").read_text())["step"] == 3
+    ft = tmp_path / "ft"
+    assert (
+        main(
+            [*args[:5], "--out", str(ft), "--steps", "1", "--quiet", "--init", str(run / "model.safetensors")]
+        )
+        == 0
+    )
+    assert json.loads((ft / "run.json").read_text())["init"] == str(run / "model.safetensors")
 
 
 @pytest.mark.parametrize(
@@ -51,6 +59,7 @@ def test_train_and_resume_from_the_command_line(tmp_path: Path, capsys: pytest.C
         (["model-info", "--config", "tiny", "--set", "model.ngf=-1"], "model.ngf=-1 must be > 0"),
         (["train", "--config", "tiny", "--out", "x"], "train needs --data"),
         (["train", "--out", "/nonexistent/run", "--resume"], "no training state"),
+        (["train", "--config", "tiny", "--data", ".", "--out", "x", "--init", "nope"], "no model 'nope'"),
     ],
 )
 def test_user_errors_are_one_line(argv: list[str], fragment: str, capsys: pytest.CaptureFixture) -> None:

@@ -15,17 +15,17 @@ pytest.importorskip("onnx")
 from dualinpaint.export import OnnxFill, export_onnx  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny+skips"])
+@pytest.fixture(scope="module", params=["tiny", "tiny+harmonic", "tiny+biharmonic"])
 def net(request: pytest.FixtureRequest) -> DualPathInpainter:
-    """The tiny network, plain and with the shipped preset's mask input, decoder skips and prefill."""
+    """The tiny network, plain and with the shipped preset's mask input, decoder skips and a prefill."""
     torch.manual_seed(0)
     cfg = load_config("tiny")
-    if request.param == "tiny+skips":
+    if request.param != "tiny":
         cfg = cfg.with_overrides(
             [
                 "model.mask_input=true",
                 "model.decoder_skips=true",
-                "model.prefill=harmonic",
+                f"model.prefill={request.param.split('+')[1]}",
                 "model.prefill_iters=3",
             ]
         )

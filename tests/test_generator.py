@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dualinpaint.config import load_config
-from dualinpaint.generator import DualPathInpainter, harmonic_fill
+from dualinpaint.generator import (
+    DualPathInpainter,
+    _laplacian,
+    biharmonic_fill,
+    harmonic_fill,
+)
 
 
 def small(preset: str):
@@ -116,17 +122,65 @@ def test_harmonic_fill_keeps_known_pixels_and_solves_laplace() -> None:
     assert solved < 1e-3 < rough
 
 
-def test_prefill_model_starts_from_the_smooth_fill() -> None:
+def test_laplacian_is_symmetric() -> None:
+    """⟨Δx, y⟩ = ⟨x, Δy⟩ with the replicated border, so the CG operator Δ² is symmetric."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 13, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 3, 9, 13, generator=g, dtype=torch.float64)
+    lhs, rhs = (_laplacian(x) * y).sum(), (x * _laplacian(y)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_biharmonic_fill_keeps_known_pixels_and_continues_gradients() -> None:
+    """Known pixels never change; a constant stays constant; a quadratic (biharmonic, not harmonic)
+    is recovered, which the harmonic fill cannot do; images of a batch do not affect each other."""
+    hole = torch.zeros(2, 1, 32, 32)
+    hole[..., 8:20, 10:26] = 1
+    hole[1, :, 2:5, 3:30] = 1
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = biharmonic_fill(image * (1 - hole), hole, 5, 3)
+    vis = (hole == 0).expand_as(image)
+    assert torch.equal(out[vis], image[vis])
+    torch.testing.assert_close(out[1:], biharmonic_fill(image[1:] * (1 - hole[1:]), hole[1:], 5, 3))
+    const = torch.full((2, 3, 32, 32), 0.3)
+    torch.testing.assert_close(biharmonic_fill(const * (1 - hole), hole, 5, 3), const)
+    u = torch.linspace(-1, 1, 32)
+    bowl = (0.5 * u.view(1, 1, 32, 1) ** 2 + 0.4 * u.view(1, 1, 1, 32) - 0.3).expand(2, 3, 32, 32)
+    inner = hole.clone()
+    inner[..., 2:5, :] = 0  # the border rows/columns see the replicated pad: keep the hole off them
+    err = (biharmonic_fill(bowl * (1 - inner), inner, 200, 3) - bowl).abs().max()
+    harm = (harmonic_fill(bowl * (1 - inner), inner, 2000, 3) - bowl).abs().max()
+    assert err < 1e-3 < harm
+
+
+def test_biharmonic_fill_matches_scikit_image() -> None:
+    """Converged, the fill is scikit-image's ``inpaint_biharmonic`` (the same discrete equation)."""
+    restoration = pytest.importorskip("skimage.restoration")
+    g = torch.Generator().manual_seed(3)
+    image = F.avg_pool2d(torch.rand(1, 3, 64, 64, generator=g), 3, 1, 1)[..., 16:48, 16:48] * 2 - 1
+    hole = torch.zeros(1, 1, 32, 32)
+    hole[..., 4:9, 3:29] = 1  # a thin stroke and a blob touching the image border
+    hole[..., 18:30, 20:32] = 1
+    ours = biharmonic_fill(image * (1 - hole), hole, 400, 2)
+    ref = restoration.inpaint_biharmonic(
+        image[0].permute(1, 2, 0).double().numpy(), hole[0, 0].bool().numpy(), channel_axis=-1
+    )
+    torch.testing.assert_close(ours[0].permute(1, 2, 0).double(), torch.from_numpy(ref), atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("prefill", ["harmonic", "biharmonic"])
+def test_prefill_model_starts_from_the_smooth_fill(prefill: str) -> None:
     """With ``prefill`` the residual RGB layer starts at 0: an untrained network's fill is the smooth fill."""
     torch.manual_seed(0)
-    cfg = small("photo")
+    cfg = small("photo").with_overrides([f"model.prefill={prefill}"])
+    fill = {"harmonic": harmonic_fill, "biharmonic": biharmonic_fill}[prefill]
     net = DualPathInpainter(cfg.model).eval()
     image = torch.rand(2, 3, 64, 64) * 2 - 1
     hole = torch.zeros(2, 1, 64, 64)
     hole[..., 12:40, 20:30] = 1
     with torch.no_grad():
         filled = net.complete(image, hole)
-        smooth = harmonic_fill(image * (1 - hole), hole, cfg.model.prefill_iters, cfg.model.n_down + 1)
+        smooth = fill(image * (1 - hole), hole, cfg.model.prefill_iters, cfg.model.n_down + 1).clamp(-1, 1)
         torch.testing.assert_close(filled, smooth)
         last = net.gen_g.outputs[str(cfg.model.n_down)].body[2]
         assert not hasattr(last, "parametrizations")  # no spectral norm on a zero-initialised conv

@@ -124,6 +124,41 @@ def test_resume_is_exact(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> N
         assert torch.equal(s_full["d_gen"][k], s_half["d_gen"][k]), k
 
 
+def test_init_starts_a_new_run_from_other_weights(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> None:
+    """--init: step 0 with the source's generator, EMA and critics (a run) or generator and EMA (weights);
+    a parameter-free option may differ; shapes that differ, or --init with --resume, are one-line errors."""
+    cfg = fast_tiny(
+        tiny_cfg, "train.ckpt_every=2", "model.prefill=harmonic", "model.prefill_iters=2", "optim.ema=0.9"
+    )
+    train(cfg, photo_dir, tmp_path / "src", steps=2, progress=False)
+    src = ckpt.load_state(tmp_path / "src")
+    other = cfg.with_overrides(["model.prefill=biharmonic"])
+    trainer = Trainer(other)
+    assert trainer.init_from(tmp_path / "src") == "generator, EMA and critics"
+    assert trainer.step == 0
+    for module, key in ((trainer.net, "net"), (trainer.d_gen, "d_gen"), (trainer.ema, "ema")):
+        got = ckpt.clean_state_dict(module)
+        assert all(torch.equal(got[k], src[key][k]) for k in src[key]), key
+    fresh = Trainer(other)
+    assert fresh.init_from(tmp_path / "src" / ckpt.WEIGHTS_NAME) == "generator and EMA (critics start fresh)"
+    weights = _weights(tmp_path / "src")
+    assert all(torch.equal(ckpt.clean_state_dict(fresh.net)[k], weights[k]) for k in weights)
+    key = "body.0.parametrizations.weight.original"
+    assert not torch.equal(ckpt.clean_state_dict(fresh.d_gen)[key], src["d_gen"][key])  # critics start fresh
+
+    train(other, photo_dir, tmp_path / "ft", steps=1, init=tmp_path / "src", progress=False)
+    info = json.loads((tmp_path / "ft" / "run.json").read_text())
+    assert info["init"] == str(tmp_path / "src") and ckpt.load_state(tmp_path / "ft")["step"] == 1
+    train(None, None, tmp_path / "ft", steps=2, resume=True, progress=False)
+    assert json.loads((tmp_path / "ft" / "run.json").read_text())["init"] == str(tmp_path / "src")
+
+    wider = cfg.with_overrides([f"model.ngf={cfg.model.ngf * 2}"])
+    with pytest.raises(ckpt.CheckpointError, match="do not match"):
+        Trainer(wider).init_from(tmp_path / "src")
+    with pytest.raises(ValueError, match="use one"):
+        train(cfg, photo_dir, tmp_path / "ft", init=tmp_path / "src", resume=True, progress=False)
+
+
 def test_interrupted_checkpoint_write_keeps_previous(
     tmp_path: Path, tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

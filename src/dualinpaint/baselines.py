@@ -11,7 +11,8 @@ only. The result is float32 N×3×H×W in [-1, 1] on the input's device.
 | telea | ``cv2.inpaint(..., cv2.INPAINT_TELEA)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
 | ns | ``cv2.inpaint(..., cv2.INPAINT_NS)``, radius 3 | opencv-python-headless (``dualinpaint[eval]``) |
 | biharmonic | ``skimage.restoration.inpaint_biharmonic`` | scikit-image (``dualinpaint[eval]``) |
-| harmonic | :func:`~dualinpaint.generator.harmonic_fill`, 20 sweeps per level (``photo``'s prefill) | none |
+| harmonic | :func:`~dualinpaint.generator.harmonic_fill`, 20 sweeps per level | none |
+| mlbiharmonic | :func:`~dualinpaint.generator.biharmonic_fill`, 50 CG steps per level (the prefill) | none |
 | patchmatch | ``patchmatch_cython.inpaint_pyramid``, patch 5, seed 0 | patchmatch-cython |
 
 Optional packages are imported inside the functions; a missing one raises ``ImportError`` naming what to
@@ -112,12 +113,9 @@ def biharmonic(image: Tensor, mask: Tensor) -> Tensor:
     return _apply(image, mask, fill)
 
 
-def harmonic(image: Tensor, mask: Tensor, iters: int = 20) -> Tensor:
-    """The multilevel harmonic fill the shipped ``photo`` model adds its residual to, without the network.
-
-    As many pyramid levels (at most 5, the ``photo`` preset's) as both sides are divisible by 2 that often.
-    """
-    from .generator import harmonic_fill
+def _pyramid_fill(image: Tensor, mask: Tensor, fn: Callable, iters: int) -> Tensor:
+    """Apply a parameter-free fill of :mod:`dualinpaint.generator` in float64 with as many pyramid levels
+    (at most 5, the ``photo`` preset's) as both sides are divisible by 2 that often."""
 
     def fill(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         h, w = hole.shape
@@ -127,10 +125,24 @@ def harmonic(image: Tensor, mask: Tensor, iters: int = 20) -> Tensor:
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].double() / 127.5 - 1
         m = torch.from_numpy(hole)[None, None].double()
         with torch.no_grad():
-            out = harmonic_fill(x * (1 - m), m, iters, levels)[0].permute(1, 2, 0).numpy()
+            out = fn(x * (1 - m), m, iters, levels)[0].permute(1, 2, 0).numpy()
         return np.clip(np.rint((out + 1) * 127.5), 0, 255).astype(np.uint8)
 
     return _apply(image, mask, fill)
+
+
+def harmonic(image: Tensor, mask: Tensor, iters: int = 20) -> Tensor:
+    """The multilevel harmonic fill (the previous shipped model's prefill), without a network."""
+    from .generator import harmonic_fill
+
+    return _pyramid_fill(image, mask, harmonic_fill, iters)
+
+
+def mlbiharmonic(image: Tensor, mask: Tensor, iters: int = 50) -> Tensor:
+    """The multilevel biharmonic fill the shipped ``photo`` model adds its residual to, without a network."""
+    from .generator import biharmonic_fill
+
+    return _pyramid_fill(image, mask, biharmonic_fill, iters)
 
 
 def patchmatch(image: Tensor, mask: Tensor, patch_size: int = 5, seed: int = 0) -> Tensor:
@@ -146,6 +158,7 @@ BASELINES: dict[str, Baseline] = {
     "ns": ns,
     "biharmonic": biharmonic,
     "harmonic": harmonic,
+    "mlbiharmonic": mlbiharmonic,
     "patchmatch": patchmatch,
 }
 

@@ -2,7 +2,8 @@
 calls the library; heavy or optional dependencies are imported inside the command that needs them.
 
     dualinpaint model-info --config paper
-    dualinpaint train --config tiny --data DIR --out runs/tiny [--val DIR] [--steps N] [--resume] [--set k=v]
+    dualinpaint train --config tiny --data DIR --out runs/tiny [--val DIR] [--steps N] [--set k=v]
+    dualinpaint train --config photo --data DIR --out runs/ft --init default   # fine-tune given weights
     torchrun --nproc_per_node=2 -m dualinpaint train --config paper --data DIR --out runs/paper
     dualinpaint masks make --kind stroke --count 100 --size 256 --seed 0 --out masks/stroke
     dualinpaint data debian-photos data/debian-photos
@@ -72,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             val=args.val,
             steps=args.steps,
             resume=args.resume,
+            init=args.init,
             device=str(device),
             dist=info,
             progress=not args.quiet,
@@ -234,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples)")
     sp.add_argument("--steps", type=int, help="total generator steps (default train.steps)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    sp.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from these weights (fine-tune): a run folder (its critics too), a .safetensors file "
+        "or a packaged model name; the parameter shapes must match --config",
+    )
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("masks", help="mask sets")

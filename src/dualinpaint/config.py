@@ -24,7 +24,7 @@ DISC_TYPES = ("patch", "resdis")
 SKIP_TYPES = ("conv1x1", "identity")
 FUSIONS = ("add", "concat")
 NORMS = ("instance", "none")
-PREFILLS = ("none", "harmonic")
+PREFILLS = ("none", "harmonic", "biharmonic")
 REC_ADV = ("dmatch_l2", "gan")
 KL_DIRECTIONS = ("prior_post", "post_prior")
 PRIOR_SIGMAS = ("adaptive", "unit")
@@ -79,8 +79,8 @@ class ModelConfig:
     leak: float = 0.1  # LeakyReLU slope (PICNet 0.1)
     decoder_skips: bool = False  # U-Net style: each decoder adds E2's feature at its resolution (1×1 conv)
     mask_input: bool = False  # encoders also read the hole mask as a 4th channel
-    prefill: str = "none"  # harmonic: G's final image = a parameter-free smooth fill + a learned residual
-    prefill_iters: int = 20  # Jacobi sweeps per pyramid level of the multilevel harmonic fill
+    prefill: str = "none"  # harmonic | biharmonic: G's final image = a parameter-free smooth fill + residual
+    prefill_iters: int = 20  # per pyramid level: Jacobi sweeps (harmonic) or CG steps (biharmonic)
     disc_type: str = "patch"  # patch = PatchGAN, five 4×4 convs; resdis = PICNet's residual critic
     disc_channels: int = 64  # first-layer channels of each discriminator
     disc_max_channels: int = 256  # channel cap of the discriminators

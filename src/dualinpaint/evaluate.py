@@ -102,6 +102,7 @@ _BASELINE_PACKAGES = {
     "ns": "opencv-python-headless",
     "biharmonic": "scikit-image",
     "harmonic": "dualinpaint",
+    "mlbiharmonic": "dualinpaint",
     "patchmatch": "patchmatch-cython",
 }
 _SOFTWARE = (
@@ -1117,7 +1118,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--baselines",
         default="",
         metavar="NAMES",
-        help="comma-separated classical baselines: telea,ns,biharmonic,harmonic,patchmatch "
+        help="comma-separated classical baselines: telea,ns,biharmonic,harmonic,mlbiharmonic,patchmatch "
         "(or 'all' installed)",
     )
     parser.add_argument("--out", required=True, help="report folder (resumed if it holds a cache.jsonl)")

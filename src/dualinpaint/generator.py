@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -105,9 +106,9 @@ class Generator(nn.Module):
     decoders emit an RGB image (tanh) that is concatenated into the next decoder's input.
     ``decoder_skips``: decoder i also adds a 1×1 projection of ``skips[i]``, the masked image's encoder
     feature at its output resolution (the last decoder: the masked — or prefilled — image and hole).
-    ``prefill``: the final image is clamp(``base`` + RGB), ``base`` being ``harmonic_fill``'s N×3×H×W
-    smooth fill; the final RGB layer has no spectral norm and starts at zero, so training starts from the
-    smooth fill (and its weights get a gradient from the first step).
+    ``prefill``: the final image is clamp(``base`` + RGB), ``base`` being the N×3×H×W smooth fill of
+    ``harmonic_fill`` or ``biharmonic_fill``; the final RGB layer has no spectral norm and starts at zero,
+    so training starts from the smooth fill (and its weights get a gradient from the first step).
 
     Inputs: z N×Z×h×w, f_m N×C×h×w, f_e (encoder feature at the attention's resolution), hole N×1×H×W,
     skips (``decoder_skips`` only, see ``DualPathInpainter.skip_inputs``), base (``prefill`` only).
@@ -214,6 +215,82 @@ def _jacobi(x: torch.Tensor, colour: torch.Tensor, known: torch.Tensor, sweeps: 
     return x
 
 
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    """The 5-point Laplacian of each channel with replicated (Neumann) borders; N×C×H×W → N×C×H×W.
+
+    Equal to the zero-padded Laplacian plus b·x, where b counts a pixel's neighbours outside the image,
+    so the operator is symmetric: ⟨Δx, y⟩ = ⟨x, Δy⟩.
+    """
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * x
+
+
+def _biharmonic_cg(x: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Tensor:
+    """``iters`` conjugate-gradient steps on min ‖Δx‖² over the pixels where ``free`` = 1, the rest fixed.
+
+    The system is Pᵀ Δ² P (P: the free pixels; Δ is symmetric), positive semi-definite; each image and
+    channel has its own step sizes, so a batch's images do not interact. x N×3×H×W, free N×1×H×W in {0, 1}.
+    """
+    r = -_laplacian(_laplacian(x)) * free
+    p, rr = r, (r * r).sum((2, 3), keepdim=True)
+    for _ in range(iters):
+        ap = _laplacian(_laplacian(p)) * free
+        alpha = rr / (p * ap).sum((2, 3), keepdim=True).clamp_min(1e-30)  # 0 when nothing is left to do
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = (r * r).sum((2, 3), keepdim=True)
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+    return x
+
+
+_SCRIPTED: dict[str, Any] = {}
+
+
+def _loop_for_export(fn: Any) -> Any:
+    """``fn`` itself, or while tracing (ONNX export) its TorchScript version, so the iterations export as
+    one ONNX Loop instead of being unrolled (hundreds of unrolled iterations took minutes to export)."""
+    if not torch.jit.is_tracing():
+        return fn
+    if fn.__name__ not in _SCRIPTED:
+        _SCRIPTED[fn.__name__] = torch.jit.script(fn)
+    return _SCRIPTED[fn.__name__]
+
+
+@torch.compiler.disable  # like harmonic_fill: unrolled element-wise iterations gain nothing from compile
+def biharmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: int) -> torch.Tensor:
+    """A parameter-free smooth fill that continues the border's gradients: a multilevel biharmonic solve.
+
+    Pyramid: ``levels`` times average-pool the known pixels and their known fraction w. On a pooled level
+    a cell is known when w ≥ 1/2 (its mean known colour), so thin holes vanish there and are solved at
+    full resolution, while wide holes get their low frequencies from the coarse levels. The coarsest level
+    starts from ``harmonic_fill``; each finer level starts from the bilinearly upsampled coarser solution.
+    Each level then runs ``iters`` conjugate-gradient steps towards min ‖Δu‖² (Δ²u = 0 in the hole, the
+    discrete biharmonic equation scikit-image's ``inpaint_biharmonic`` solves exactly). Unconverged on
+    wide holes, which keeps them closer to the harmonic fill than the exact solution would be: measured on
+    the validation photos that scores better on 10–60 % strokes. Known pixels are returned unchanged; the
+    fill may overshoot [-1, 1] where the border's gradients point outwards (the model clamps its output).
+    image N×3×H×W, hole N×1×H×W (H, W multiples of 2**levels) → N×3×H×W.
+    """
+    image, hole = image.contiguous(), hole.contiguous()
+    known = 1 - hole
+    sums, weights = [image * known], [known]
+    for _ in range(levels):
+        sums.append(F.avg_pool2d(sums[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    x = None
+    for level in range(levels, -1, -1):
+        w = weights[level]
+        colour = sums[level] / w.clamp_min(1e-8)
+        free = (w < 0.5).to(image.dtype) if level > 0 else hole
+        if x is None:
+            x = harmonic_fill(colour * (1 - free), free, iters, 0)
+        else:
+            x = colour * (1 - free) + F.interpolate(x, scale_factor=2.0, mode="bilinear") * free
+        x = _loop_for_export(_biharmonic_cg)(x, free, iters)
+    return image * known + x * hole
+
+
 @torch.compiler.disable  # element-wise sweeps gain nothing from compile; tracing them unrolled takes minutes
 def harmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: int) -> torch.Tensor:
     """A parameter-free smooth fill of the hole: a multilevel solve of Laplace's equation.
@@ -237,7 +314,7 @@ def harmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: i
         w = weights[level].clamp(0, 1)
         colour = sums[level] / weights[level].clamp_min(1e-8)
         start = mean.expand_as(colour) if x is None else F.interpolate(x, scale_factor=2.0, mode="bilinear")
-        x = _jacobi(colour * w + start * (1 - w), colour, w, iters)
+        x = _loop_for_export(_jacobi)(colour * w + start * (1 - w), colour, w, iters)
     return x
 
 
@@ -294,7 +371,8 @@ class DualPathInpainter(nn.Module):
         Reads only the pixels outside the hole."""
         if self.cfg.prefill == "none":
             return None
-        return harmonic_fill(image * (1 - hole), hole, self.cfg.prefill_iters, self.cfg.n_down + 1)
+        fill = biharmonic_fill if self.cfg.prefill == "biharmonic" else harmonic_fill
+        return fill(image * (1 - hole), hole, self.cfg.prefill_iters, self.cfg.n_down + 1)
 
     def skip_inputs(
         self, feats: list[torch.Tensor], masked: torch.Tensor, hole: torch.Tensor

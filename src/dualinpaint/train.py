@@ -439,6 +439,31 @@ class Trainer:
         self.step = int(state["step"])
         return {k: int(v) for k, v in state["position"].items()}
 
+    def init_from(self, source: str | Path) -> str:
+        """Start from another model's weights (fine-tuning): step 0, fresh optimisers, this run's config.
+
+        ``source``: a run folder with a training state (generator side, EMA and both critics are loaded)
+        or anything ``--model`` accepts (packaged name, run folder, ``.safetensors``; generator side and
+        EMA from its weights, fresh critics). The parameter shapes must match this config's networks;
+        options without parameters (``prefill``, losses, data) may differ. Returns what was loaded.
+        """
+        folder = Path(source)
+        if folder.is_dir() and (folder / ckpt.STATE_NAME).is_file():
+            state = ckpt.load_state(folder)
+            pairs = [(self.net, state["net"]), (self.d_rec, state["d_rec"]), (self.d_gen, state["d_gen"])]
+            if self.ema is not None:
+                pairs.append((self.ema, state.get("ema") or state["net"]))
+            loaded = "generator, EMA and critics"
+        else:
+            tensors, _, _ = ckpt.read_weights(ckpt.resolve_model(source))
+            pairs = [(self.net, tensors)] + ([(self.ema, tensors)] if self.ema is not None else [])
+            loaded = "generator and EMA (critics start fresh)"
+        for module, tensors in pairs:
+            ckpt.load_into(module, tensors, source)
+        for m in (self.net, self.d_rec, self.d_gen):
+            broadcast_module(m)
+        return loaded
+
 
 def _numpy_state() -> list[int]:
     return [int(x) for x in np.random.get_state()[1][:4]]  # recorded only; training uses derived seeds
@@ -593,6 +618,7 @@ def train(
     val: str | Path | None = None,
     steps: int | None = None,
     resume: bool = False,
+    init: str | Path | None = None,
     device: str | None = None,
     dist: DistInfo | None = None,
     progress: bool = True,
@@ -600,7 +626,8 @@ def train(
     """Train (or resume) a run in ``out_dir``; returns a summary. Rank 0 alone writes files.
 
     With ``resume`` the run's stored config and data source are used (``cfg``/``data`` may be None);
-    ``steps`` may raise the step budget. Raises TrainingDiverged on a non-finite loss. Warnings (an
+    ``steps`` may raise the step budget. ``init`` starts a new run from another model's weights
+    (:meth:`Trainer.init_from`). Raises TrainingDiverged on a non-finite loss. Warnings (an
     unreadable image skipped, …) are printed one line each.
     """
     with one_line_warnings():
@@ -611,6 +638,7 @@ def train(
             val=val,
             steps=steps,
             resume=resume,
+            init=init,
             device=device,
             dist=dist,
             progress=progress,
@@ -625,6 +653,7 @@ def _train(
     val: str | Path | None,
     steps: int | None,
     resume: bool,
+    init: str | Path | None,
     device: str | None,
     dist: DistInfo | None,
     progress: bool,
@@ -633,7 +662,9 @@ def _train(
 
     dist = dist or DistInfo()
     out_dir = Path(out_dir)
-    state = None
+    state, init_record = None, {}
+    if resume and init is not None:
+        raise ValueError("--init starts a new run from other weights and --resume continues one: use one")
     if resume:
         state = ckpt.load_state(out_dir)
         if dist.is_main:
@@ -649,6 +680,7 @@ def _train(
         data = data or run_info.get("data")
         val = val or run_info.get("val")
         steps = steps or run_info.get("steps")  # a run started with --steps N still stops at N
+        init_record = {k: run_info[k] for k in ("init", "init_loaded") if k in run_info}
     if cfg is None or data is None:
         raise ValueError("train needs a config and a data source (or --resume on an existing run)")
     total_steps = steps or cfg.train.steps
@@ -657,6 +689,8 @@ def _train(
     position = {"epoch": 0, "batch": 0}
     if state is not None:
         position = trainer.load_state_dict(state)
+    if init is not None:
+        init_record = {"init": str(init), "init_loaded": trainer.init_from(init)}
     images = ImageDataset(
         data,
         cfg.data.size,
@@ -690,6 +724,7 @@ def _train(
                     "val": str(val) if val else None,
                     "world_size": dist.world_size,
                     "steps": total_steps,
+                    **init_record,
                 }
             ).encode(),
         )
