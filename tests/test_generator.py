@@ -144,6 +144,10 @@ def test_biharmonic_fill_keeps_known_pixels_and_continues_gradients() -> None:
     torch.testing.assert_close(out[1:], biharmonic_fill(image[1:] * (1 - hole[1:]), hole[1:], 5, 3))
     const = torch.full((2, 3, 32, 32), 0.3)
     torch.testing.assert_close(biharmonic_fill(const * (1 - hole), hole, 5, 3), const)
+    frame = torch.ones(1, 1, 32, 32)
+    frame[..., 2:-2, 2:-2] = 0
+    huge = 1 - frame  # 77 % hole: no cell of the 4×4 level is half known
+    torch.testing.assert_close(biharmonic_fill(const[:1] * frame, huge, 5, 3), const[:1])
     u = torch.linspace(-1, 1, 32)
     bowl = (0.5 * u.view(1, 1, 32, 1) ** 2 + 0.4 * u.view(1, 1, 1, 32) - 0.3).expand(2, 3, 32, 32)
     inner = hole.clone()
