@@ -229,7 +229,7 @@ def _biharmonic_cg(x: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Ten
     """``iters`` conjugate-gradient steps on min ‖Δx‖² over the pixels where ``free`` = 1, the rest fixed.
 
     The system is Pᵀ Δ² P (P: the free pixels; Δ is symmetric), positive semi-definite; each image and
-    channel has its own step sizes, so a batch's images do not interact. x N×3×H×W, free N×1×H×W in {0, 1}.
+    channel has its own step sizes. x N×3×H×W, free N×1×H×W in {0, 1}.
     """
     r = -_laplacian(_laplacian(x)) * free
     p, rr = r, (r * r).sum((2, 3), keepdim=True)
@@ -260,26 +260,29 @@ def _loop_for_export(fn: Any) -> Any:
 
 
 def _biharmonic_solve(x: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Tensor:
-    """:func:`_biharmonic_cg` on the bounding box of the free pixels (all images) grown by 2 pixels.
+    """:func:`_biharmonic_cg` for each image on the bounding box of its free pixels grown by 2 pixels.
 
-    Exact, not an approximation: a free pixel's residual reads Δx only within 1 pixel of the free set,
-    and that Δx reads x only within 2 pixels, so the crop's replicated edge (known pixels) never enters.
-    A localised hole in a large image then costs its box, not the image. While tracing (ONNX export) the
-    whole image is solved, so the graph does not depend on one example's hole.
+    The same equations as on the whole image: a free pixel's residual reads Δx only within 1 pixel of the
+    free set, and that Δx reads x only within 2 pixels, so the crop's replicated edge (known pixels) never
+    enters. The sums run over fewer zeros, and conjugate gradients amplify that rounding difference (up
+    to ~6e-4 in float32 after 50 steps; equal to rounding in float64). One box per image keeps an image's
+    fill independent of the rest of its batch. A localised hole in a large image costs its box, not the
+    image. While tracing (ONNX export) the whole image is solved, so the graph does not depend on one
+    example's hole.
     """
     if torch.jit.is_tracing():
         return _loop_for_export(_biharmonic_cg)(x, free, iters)
-    rows = free.amax(dim=(0, 1, 3)).nonzero()
-    if rows.numel() == 0:
-        return x  # nothing to solve
-    cols = free.amax(dim=(0, 1, 2)).nonzero()
     h, w = free.shape[-2:]
-    r0, r1 = max(int(rows[0]) - 2, 0), min(int(rows[-1]) + 3, h)
-    c0, c1 = max(int(cols[0]) - 2, 0), min(int(cols[-1]) + 3, w)
-    if (r1 - r0) * (c1 - c0) == h * w:
-        return _biharmonic_cg(x, free, iters)
     out = x.clone()
-    out[..., r0:r1, c0:c1] = _biharmonic_cg(x[..., r0:r1, c0:c1], free[..., r0:r1, c0:c1], iters)
+    for i in range(x.shape[0]):
+        rows = free[i].amax(dim=(0, 2)).nonzero()
+        if rows.numel() == 0:
+            continue  # nothing to solve in this image
+        cols = free[i].amax(dim=(0, 1)).nonzero()
+        r0, r1 = max(int(rows[0]) - 2, 0), min(int(rows[-1]) + 3, h)
+        c0, c1 = max(int(cols[0]) - 2, 0), min(int(cols[-1]) + 3, w)
+        box = (slice(i, i + 1), slice(None), slice(r0, r1), slice(c0, c1))
+        out[box] = _biharmonic_cg(x[box], free[box], iters)
     return out
 
 

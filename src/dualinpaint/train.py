@@ -445,7 +445,8 @@ class Trainer:
         ``source``: a run folder with a training state (generator side, EMA and both critics are loaded)
         or anything ``--model`` accepts (packaged name, run folder, ``.safetensors``; generator side and
         EMA from its weights, fresh critics). The parameter shapes must match this config's networks;
-        options without parameters (``prefill``, losses, data) may differ. Returns what was loaded.
+        options without parameters (``prefill``, losses, data) may differ. Returns what was loaded. The
+        EMA's warm-up restarts with the step, so the loaded EMA weighs little after the first updates.
         """
         folder = Path(source)
         if folder.is_dir() and (folder / ckpt.STATE_NAME).is_file():
@@ -459,7 +460,11 @@ class Trainer:
             pairs = [(self.net, tensors)] + ([(self.ema, tensors)] if self.ema is not None else [])
             loaded = "generator and EMA (critics start fresh)"
         for module, tensors in pairs:
-            ckpt.load_into(module, tensors, source)
+            try:
+                ckpt.load_into(module, tensors, source)
+            except ckpt.CheckpointError as err:  # the networks come from this run's config, not the source's
+                msg = str(err).replace("the network built from its config", "this run's config")
+                raise ckpt.CheckpointError(f"--init: {msg}") from None
         for m in (self.net, self.d_rec, self.d_gen):
             broadcast_module(m)
         return loaded
