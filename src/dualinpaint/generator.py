@@ -215,6 +215,19 @@ def _jacobi(x: torch.Tensor, colour: torch.Tensor, known: torch.Tensor, sweeps: 
     return x
 
 
+def _known_pyramid(
+    image: torch.Tensor, known: torch.Tensor, levels: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """The smooth fills' pyramid: ``levels`` average-poolings of image·known (sums) and of known (weights,
+    the known fraction), finest first, and each image's mean known colour N×3×1×1."""
+    sums, weights = [image * known], [known]
+    for _ in range(levels):
+        sums.append(F.avg_pool2d(sums[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    mean = sums[0].sum((2, 3), keepdim=True) / weights[0].sum((2, 3), keepdim=True).clamp_min(1e-8)
+    return sums, weights, mean
+
+
 def _laplacian(x: torch.Tensor) -> torch.Tensor:
     """The 5-point Laplacian of each channel with replicated (Neumann) borders; N×C×H×W → N×C×H×W.
 
@@ -246,7 +259,7 @@ def _biharmonic_cg(x: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Ten
     return x
 
 
-_SCRIPTED: dict[str, Any] = {}
+_SCRIPTED: dict[Any, Any] = {}  # loop function → its TorchScript version
 
 
 def _loop_for_export(fn: Any) -> Any:
@@ -254,9 +267,9 @@ def _loop_for_export(fn: Any) -> Any:
     one ONNX Loop instead of being unrolled (hundreds of unrolled iterations took minutes to export)."""
     if not torch.jit.is_tracing():
         return fn
-    if fn.__name__ not in _SCRIPTED:
-        _SCRIPTED[fn.__name__] = torch.jit.script(fn)
-    return _SCRIPTED[fn.__name__]
+    if fn not in _SCRIPTED:
+        _SCRIPTED[fn] = torch.jit.script(fn)
+    return _SCRIPTED[fn]
 
 
 def _biharmonic_solve(x: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Tensor:
@@ -305,11 +318,7 @@ def biharmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels:
     """
     image, hole = image.contiguous(), hole.contiguous()
     known = 1 - hole
-    sums, weights = [image * known], [known]
-    for _ in range(levels):
-        sums.append(F.avg_pool2d(sums[-1], 2))
-        weights.append(F.avg_pool2d(weights[-1], 2))
-    mean = sums[0].sum((2, 3), keepdim=True) / weights[0].sum((2, 3), keepdim=True).clamp_min(1e-8)
+    sums, weights, mean = _known_pyramid(image, known, levels)
     x = None
     for level in range(levels, -1, -1):
         w = weights[level]
@@ -337,11 +346,7 @@ def harmonic_fill(image: torch.Tensor, hole: torch.Tensor, iters: int, levels: i
     """
     image, hole = image.contiguous(), hole.contiguous()  # the sweeps are ~1.5× slower in channels_last
     known = 1 - hole
-    sums, weights = [image * known], [known]
-    for _ in range(levels):
-        sums.append(F.avg_pool2d(sums[-1], 2))
-        weights.append(F.avg_pool2d(weights[-1], 2))
-    mean = sums[0].sum((2, 3), keepdim=True) / weights[0].sum((2, 3), keepdim=True).clamp_min(1e-8)
+    sums, weights, mean = _known_pyramid(image, known, levels)
     x = None
     for level in range(levels, -1, -1):
         w = weights[level].clamp(0, 1)
