@@ -109,3 +109,75 @@ def test_export_command(net: DualPathInpainter, tmp_path: Path, capsys: pytest.C
     )
     out = capsys.readouterr().out
     assert "max abs difference vs PyTorch" in out and (tmp_path / "m.onnx").stat().st_size > 1000
+
+
+def test_graph_taking_the_smooth_fill_matches_pytorch(net: DualPathInpainter) -> None:
+    """``prefill_input``: the fill is a graph input; fed PyTorch's fill, the graph gives PyTorch's output."""
+    from dualinpaint.export import onnx_graph
+
+    image, mask = _inputs(48, 80)
+    if net.cfg.prefill == "none":
+        with pytest.raises(ValueError, match="no smooth fill"):
+            onnx_graph(net, size=None, prefill_input=True)
+        return
+    data, _, _, _ = onnx_graph(net, size=None, prefill_input=True)
+    session = OnnxFill(data, prefill=net.prefill)
+    assert session.takes_base and not session.sampling
+    with torch.no_grad():
+        ref = net.complete(image, mask)
+        base = net.prefill(image, mask)
+    got = session.run(image, mask)  # the fill computed by OnnxFill's prefill
+    assert float((got - ref).abs().max()) < 1e-5  # no loop in the graph: plain float rounding
+    torch.testing.assert_close(session.run(image, mask, base=base), got, rtol=0, atol=0)
+    import onnx
+
+    assert not any(node.op_type == "Loop" for node in onnx.load_from_string(data).graph.node)
+    moved = session.run(image, mask, base=base + 0.3)  # the graph reads base: the hole follows it
+    assert float((moved - got)[mask.expand_as(got) > 0].abs().min()) > 0.01
+    assert torch.equal(moved * (1 - mask), got * (1 - mask))
+    # a batch of two images with different holes: each as PyTorch fills it alone
+    image2, mask2 = torch.cat([image, image.flip(-1)]), torch.cat([mask, mask.flip(-2)])
+    batch = session.run(image2, mask2)
+    for i in range(2):
+        with torch.no_grad():
+            alone = net.complete(image2[i : i + 1], mask2[i : i + 1])
+        assert float((batch[i : i + 1] - alone).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match=r"base N×3×H×W; got mask \(1, 1, 48, 80\), base \(1, 3, 48, 64\)"):
+        session.run(image, mask, base=base[..., :64])
+    with pytest.raises(ValueError, match="pass base= or prefill="):
+        OnnxFill(data).run(image, mask)
+    with pytest.raises(ValueError, match="takes no noise input"):
+        session.run(image, mask, torch.zeros(1))
+
+    sampled, _, _, _ = onnx_graph(net, size=None, sampling=True, prefill_input=True)
+    s_session = OnnxFill(sampled, prefill=net.prefill)
+    assert s_session.inputs == ["image", "mask", "noise", "base"]
+    noise = torch.randn(1, *net.latent_shape(48, 80), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = net.complete(image, mask, noise=noise[None])[0]
+    assert float((s_session.run(image, mask, noise) - ref).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="needs a noise input"):
+        s_session.run(image, mask)
+
+
+def test_self_contained_graph_refuses_a_base(net: DualPathInpainter, tmp_path: Path) -> None:
+    export_onnx(net, tmp_path / "m.onnx", size=32)
+    session = OnnxFill(tmp_path / "m.onnx")
+    assert not session.takes_base
+    image, mask = _inputs(32, 32)
+    with pytest.raises(ValueError, match="takes no 'base' input"):
+        session.run(image, mask, base=image)
+    with pytest.raises(ValueError, match=r"mask must be N×1×H×W"):
+        session.run(image, mask[..., :16])
+
+
+def test_a_graph_with_other_inputs_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("fill", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["fill"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "other.onnx")
+    with pytest.raises(ValueError, match=r"inputs \['x'\] are not a dualinpaint graph's"):
+        OnnxFill(tmp_path / "other.onnx")

@@ -181,6 +181,31 @@ def test_onnx_runtime_matches_torch(onnx_pair: tuple[Inpainter, Inpainter]) -> N
         assert np.abs(np.asarray(x, np.int16) - np.asarray(y, np.int16)).max() <= ONNX_LEVELS
 
 
+def test_onnx_runtime_feeds_pytorchs_smooth_fill_to_the_graph() -> None:
+    """A model with a smooth fill: ``runtime="onnx"`` solves the fill in PyTorch (on the hole's box) and
+    runs the rest in ONNX Runtime, so it agrees with the torch runtime to float rounding."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    cfg = load_config("tiny").with_overrides(
+        [
+            "model.mask_input=true",
+            "model.decoder_skips=true",
+            "model.prefill=biharmonic",
+            "model.prefill_iters=5",
+        ]
+    )
+    torch.manual_seed(0)
+    n = DualPathInpainter(cfg.model).eval()
+    torch_inp, onnx_inp = Inpainter(n, cfg), Inpainter(n, cfg, runtime="onnx")
+    assert onnx_inp._onnx_session(sampling=False).takes_base
+    image, hole = _inputs(64, 96)
+    ref, got = torch_inp.run_net(image, hole), onnx_inp.run_net(image, hole)
+    assert (ref[0] - image).abs().max() > 0.1 and float((got - ref).abs().max()) < 1e-5
+    noise = torch.randn(2, 1, *n.latent_shape(64, 96), generator=torch.Generator().manual_seed(4))
+    ref_s, got_s = torch_inp.run_net(image, hole, noise), onnx_inp.run_net(image, hole, noise)
+    assert got_s.shape == (2, 1, 3, 64, 96) and float((got_s - ref_s).abs().max()) < 1e-5
+
+
 def test_fill_cli_runtime_onnx(
     net: DualPathInpainter, tmp_path: Path, capsys: pytest.CaptureFixture, onnx_pair
 ) -> None:

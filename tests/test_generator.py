@@ -175,6 +175,25 @@ def test_biharmonic_solve_on_the_hole_box_equals_the_whole_image() -> None:
     torch.testing.assert_close(_biharmonic_solve(x, free * 0, 5), x)  # nothing free: unchanged
 
 
+def test_conjugate_gradients_stop_once_converged_with_the_same_result(monkeypatch) -> None:
+    """Eager CG leaves the loop once every residual is below its floor; TorchScript (what the ONNX
+    export runs) takes every step. The remaining steps have step size 0, so both give the same bits."""
+    from dualinpaint import generator
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 12, 10) * 2 - 1
+    free = torch.zeros(2, 1, 12, 10)
+    free[0, :, 3:7, 2:6] = 1
+    free[1, :, 5:9, 4:8] = 1
+    calls, laplacian = [], generator._laplacian
+    monkeypatch.setattr(generator, "_laplacian", lambda t: calls.append(1) or laplacian(t))
+    eager = generator._biharmonic_cg(x, free, 200)
+    monkeypatch.undo()
+    assert len(calls) < 2 * 50  # 16 unknowns per image: converged long before 200 steps
+    every_step = torch.jit.script(generator._biharmonic_cg)(x, free, 200)
+    assert torch.equal(eager, every_step) and (eager - x).abs().max() > 0.01
+
+
 def test_biharmonic_fill_matches_scikit_image() -> None:
     """Converged, the fill is scikit-image's ``inpaint_biharmonic`` (the same discrete equation)."""
     restoration = pytest.importorskip("skimage.restoration")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,69 @@ def test_ctrl_c_to_the_process_group_saves_and_resumes(tmp_path: Path) -> None:
     assert step >= 3 and json.loads((run / "model.json").read_text())["step"] == step
     train(None, None, run, steps=step + 1, resume=True, progress=False)
     assert ckpt.load_state(run)["step"] == step + 1
+
+
+@pytest.mark.slow
+def test_compiled_generator_trains_like_the_eager_one(
+    tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.compile``: same first-step losses and updated weights as eager (float rounding apart);
+    the checkpointed modules stay the plain ones. The graphs are captured (dynamo + AOT autograd) but
+    not lowered to C++ (backend ``aot_eager``): inductor's C++ build of even the tiny net takes ~3 min
+    on 2 cores; ``dualinpaint bench --train --compile`` runs the real thing."""
+    real_compile, calls = torch.compile, []
+
+    def compile_aot_eager(model: torch.nn.Module, **kw: object) -> object:
+        compiled = real_compile(model, backend="aot_eager", **kw)
+
+        def run(*args: object) -> object:
+            calls.append(len(args))
+            return compiled(*args)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_aot_eager)
+    cfg = tiny_cfg
+    eager, compiled = Trainer(cfg), Trainer(cfg.with_overrides(["train.compile=true"]))
+    assert compiled.net_forward is not compiled.net and eager.net_forward is eager.net
+    a = eager.train_step(stream_for(cfg, photo_dir)).values
+    b = compiled.train_step(stream_for(cfg, photo_dir)).values
+    assert calls and a.keys() == b.keys()  # the compiled forward ran
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-5), key
+    # Adam's first step moves each weight by ±lr (the sign of its gradient): a gradient at rounding
+    # level may flip sign, so a weight may differ by 2·lr, not more
+    for (name, p), q in zip(eager.net.named_parameters(), compiled.net.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=2.01 * cfg.optim.lr_g, msg=name)
+    assert not any("_orig_mod" in k for k in compiled.state_dict({"epoch": 0, "batch": 0})["net"])
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_error(tiny_cfg: Config, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CXX", "no-such-c++")
+    with pytest.raises(
+        ValueError, match=re.escape("needs the C++ compiler 'no-such-c++': install it or set CXX")
+    ):
+        Trainer(tiny_cfg.with_overrides(["train.compile=true"]))
+
+
+def test_d2_scores_real_images_once_as_if_duplicated(tiny_cfg: Config, photo_dir: Path) -> None:
+    """``d2_fake: both``: D2 scores the real batch once and repeats the scores; the critic loss equals
+    scoring the duplicated real batch against [raw fakes, fused fakes]."""
+    import copy
+
+    from dualinpaint.losses import critic_loss
+
+    assert tiny_cfg.loss.d2_fake == "both"
+    trainer = Trainer(tiny_cfg)
+    batch, pos = stream_for(tiny_cfg, photo_dir).next()
+    image, hole = trainer._prepare(batch)
+    out = trainer.forward(image, hole, pos, 0)
+    d2 = copy.deepcopy(trainer.d_gen)  # the same spectral-norm state: one call on real, one on fakes
+    fakes = trainer._d2_fakes(out.gen[-1].detach(), image, hole)
+    with torch.no_grad():
+        want = critic_loss(tiny_cfg.loss.gan_mode, d2(torch.cat([image, image])), d2(fakes))
+    got = trainer.d_step(image, hole, out, pos, 0)["d/d2"]
+    assert got == pytest.approx(float(want), rel=1e-5, abs=1e-7)

@@ -433,7 +433,7 @@ class _BaselineTrainer(Trainer):
         self, image: torch.Tensor, hole: torch.Tensor, positions: list[int], round_: int
     ) -> BaselineOutput:
         with self.autocast():
-            raw = self.net(image, hole)
+            raw = self.net_forward(image, hole)
         return BaselineOutput(raw.float())
 
     def d_step(

@@ -7,14 +7,17 @@ Rows (each timed after ``warmup`` untimed runs; median and spread of ``runs`` ti
   ``torch.no_grad``); (b) ``fast path``: ``fastpath.prepare_for_inference`` (frozen spectral norm, blocked
   attention, channels_last) under ``torch.inference_mode`` with bf16 autocast only where the CPU supports
   it; (c) ``torch.compile`` of (b) (``--compile``; the first call's time is reported as compile time);
-  (d) ``onnxruntime``: the dynamic-size ONNX export in ONNX Runtime (``--onnx``; export time reported).
+  (d) ``onnxruntime``: the dynamic-size ONNX export in ONNX Runtime (``--onnx``; export time reported),
+  as the package's ``--runtime onnx`` runs it: a model's smooth fill is computed by PyTorch on the
+  hole's box and fed to the graph (``export.onnx_graph(prefill_input=True)``), the rest runs in ORT.
   Every row also gives the max abs difference of its output from (a).
 - photo (``--photo``): a 4000×3000 JPEG with a ~10 % hole, end to end (decode JPEG and mask → Inpainter:
   crop, fill, paste → encode JPEG), in a fresh Python process so that its peak resident memory
   (``VmHWM``; see ``_peak_rss_mb``) belongs to this case alone.
 - training (``--train``): one trainer step (critic update(s) + generator update, with the gradient
   penalty when the preset's loss is WGAN-GP, EMA update) on a fixed synthetic batch, in samples/s, for
-  fp32 channels-first and for channels_last (+ bf16 where supported).
+  fp32 channels-first and for channels_last (+ bf16 where supported); with ``--compile`` also for
+  ``train.compile`` (the generator side through ``torch.compile``; compile time = first step).
 
 Timings are wall-clock (``time.perf_counter``) and only mean something on an otherwise idle machine.
 """
@@ -183,7 +186,7 @@ def bench_inference(
     bf16 = bf16_supported()
     fast = prepare_for_inference(net, channels_last=True)
     fast_name = "fast path (frozen, channels_last, inference_mode" + (", bf16)" if bf16 else ", fp32)")
-    session, export_s, onnx_note = None, None, None
+    session, export_s, onnx_note, prefilled = None, None, None, False
     if onnx:
         from .export import OnnxFill, onnx_graph, require_onnxruntime
 
@@ -191,8 +194,11 @@ def bench_inference(
         if type(net).__name__ != "DualPathInpainter":
             onnx_note = "ONNX export covers the dual-path model only"
         else:
-            data, _, _, export_s = onnx_graph(net, size=None)
-            session = OnnxFill(data, threads=threads or torch.get_num_threads())
+            prefilled = net.cfg.prefill != "none"  # the smooth fill runs in PyTorch, on the hole's box
+            data, _, _, export_s = onnx_graph(net, size=None, prefill_input=prefilled)
+            session = OnnxFill(
+                data, threads=threads or torch.get_num_threads(), prefill=fast.prefill if prefilled else None
+            )
     rows: list[dict[str, Any]] = []
     for size in sizes:
         image, hole = _example(size, stride)
@@ -223,7 +229,7 @@ def bench_inference(
                 (
                     "onnxruntime",
                     lambda image=image, hole=hole: session.run(image, hole),
-                    {"export_s": export_s, "dynamic_shape": True},
+                    {"export_s": export_s, "dynamic_shape": True, "prefill_in_torch": prefilled},
                 )
             )
         elif onnx_note:
@@ -389,8 +395,11 @@ class _FixedStream:
         return self.batch, list(range(self.batch["image"].shape[0]))
 
 
-def bench_train(preset: str, sizes: list[int], batch: int, *, runs: int, warmup: int) -> list[dict[str, Any]]:
-    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where supported)."""
+def bench_train(
+    preset: str, sizes: list[int], batch: int, *, runs: int, warmup: int, compile: bool = False
+) -> list[dict[str, Any]]:
+    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where supported), then with
+    ``compile`` channels-first + ``train.compile`` (its first step, which compiles, is ``first_step_s``)."""
     import warnings
 
     from .config import load_config
@@ -401,6 +410,8 @@ def bench_train(preset: str, sizes: list[int], batch: int, *, runs: int, warmup:
     variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
     fast = "channels_last + bf16" if bf16 else "channels_last (fp32: no native bf16)"
     variants.append((fast, ["train.channels_last=true", f"train.bf16={str(bf16).lower()}"]))
+    if compile:
+        variants.append(("fp32 channels-first + train.compile", [*variants[0][1], "train.compile=true"]))
     rows = []
     for size in sizes:
         base = None
@@ -494,7 +505,9 @@ def run_bench(
             None if config else model, config, runs=runs, warmup=warmup, threads=threads, runtimes=runtimes
         )
     if train:
-        report["train"] = bench_train(train_config, list(train_sizes), batch, runs=runs, warmup=warmup)
+        report["train"] = bench_train(
+            train_config, list(train_sizes), batch, runs=runs, warmup=warmup, compile=compile
+        )
     return report
 
 
@@ -534,6 +547,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             note.append(f"compile {r['compile_s']:.1f} s")
         if r.get("export_s") is not None:
             note.append(f"export {r['export_s']:.1f} s, dynamic shape")
+            if r.get("prefill_in_torch"):
+                note.append("smooth fill in PyTorch")
         lines.append(
             f"| {r['size']}² | {r['variant']} | {r['median_s']:.3f} | {_spread(r)} | {r['speedup']:.2f}× | "
             f"{r['max_abs_diff']:.1e} | {'; '.join(note)} |"
@@ -560,13 +575,13 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Training step (critic + generator update, EMA; gradient penalty when the loss is WGAN-GP), "
             "synthetic batch:",
             "",
-            "| preset | size | batch | variant | samples/s | step min–max s | speed-up |",
-            "|---|---|---|---|---|---|---|",
+            "| preset | size | batch | variant | samples/s | step min–max s | speed-up | first step s |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in report["train"]:
             lines.append(
                 f"| {r['preset']} ({r['gan_mode']}) | {r['size']}² | {r['batch']} | {r['variant']} | "
-                f"{r['samples_per_s']:.2f} | {_spread(r)} | {r['speedup']:.2f}× |"
+                f"{r['samples_per_s']:.2f} | {_spread(r)} | {r['speedup']:.2f}× | {r['first_step_s']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -626,7 +641,12 @@ def add_bench_arguments(parser: Any) -> None:
     p.add_argument("--train-sizes", default="128,256", help="training crop sizes (default 128,256)")
     p.add_argument("--batch", type=int, default=4, help="training batch (default 4)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (compile time reported)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile: inference, and with --train the train.compile step "
+        "(compile time reported)",
+    )
     p.add_argument(
         "--onnx", action="store_true", help="also time ONNX Runtime (pip install 'dualinpaint[onnx]')"
     )

@@ -245,6 +245,7 @@ class TrainConfig:
     samples_k: int = 3  # pluralistic samples shown in the sample grid
     channels_last: bool = False
     bf16: bool = False  # bf16 autocast (CPU with AVX512-BF16 or CUDA)
+    compile: bool = False  # torch.compile the generator side's training forward (the critics stay eager)
 
     def __post_init__(self) -> None:
         s = "train"

@@ -293,7 +293,9 @@ class Inpainter:
             if noise is None:
                 return self._onnx_session(sampling=False).run(image, hole)[None]
             session = self._onnx_session(sampling=True)
-            return torch.stack([session.run(image, hole, eps) for eps in noise])
+            with torch.inference_mode():  # the smooth fill (if any) once for all samples
+                base = self.net.prefill(image, hole) if session.takes_base else None
+            return torch.stack([session.run(image, hole, eps, base) for eps in noise])
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         complete = self._compiled_complete() if self.compile else self.net.complete
@@ -311,12 +313,16 @@ class Inpainter:
         return self._compiled
 
     def _onnx_session(self, *, sampling: bool) -> Any:
-        """The ONNX Runtime session of the deterministic or sampling graph (dynamic size), built once."""
+        """The ONNX Runtime session of the deterministic or sampling graph (dynamic size), built once.
+        A model's smooth fill is computed by PyTorch on each hole's box and fed to the graph."""
         if sampling not in self._onnx:
             from .export import OnnxFill, onnx_graph
 
-            data, _, _, _ = onnx_graph(self.net, size=None, sampling=sampling)
-            self._onnx[sampling] = OnnxFill(data, threads=self.threads)
+            prefilled = self.net.cfg.prefill != "none"
+            data, _, _, _ = onnx_graph(self.net, size=None, sampling=sampling, prefill_input=prefilled)
+            self._onnx[sampling] = OnnxFill(
+                data, threads=self.threads, prefill=self.net.prefill if prefilled else None
+            )
         return self._onnx[sampling]
 
 

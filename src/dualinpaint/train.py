@@ -19,11 +19,14 @@ import contextlib
 import copy
 import json
 import math
+import os
+import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,6 +217,24 @@ class Trainer:
         if cfg.train.bf16 and not self.use_bf16 and self.dist.is_main:
             msg = f"train.bf16 is on but this {self.device.type} has no native bf16; training in fp32"
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        self.net_forward = self._compiled_net() if cfg.train.compile else self.net
+
+    def _compiled_net(self) -> Callable[..., Any]:
+        """``torch.compile`` of the generator side (compiled on the first step; parameters shared).
+
+        The critics stay eager: each is called on real and fake images before one backward, and their
+        compiled spectral-norm power iteration then fails autograd's in-place check; the WGAN-GP
+        penalty also needs double backward, which compiled graphs do not support.
+        """
+        if (
+            self.device.type == "cpu"
+        ):  # inductor builds its CPU kernels with $CXX, else g++ (clang++ on macOS)
+            cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+            if not shutil.which(cxx):
+                raise ValueError(
+                    f"train.compile on CPU needs the C++ compiler {cxx!r}: install it or set CXX"
+                )
+        return torch.compile(self.net)
 
     @staticmethod
     def build_networks(cfg: Config) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -251,7 +272,7 @@ class Trainer:
     ) -> TrainOutput:
         noise = self.latent_noise(positions, round_, tuple(image.shape[-2:]))
         with self.autocast():
-            out = self.net(image, hole, noise)
+            out = self.net_forward(image, hole, noise)
         return TrainOutput(
             [o.float() for o in out.rec], [o.float() for o in out.gen], out.posterior, out.prior
         )
@@ -271,10 +292,13 @@ class Trainer:
         _set_requires_grad([self.d_rec, self.d_gen], True)
         fake_r = out.rec[-1].detach()
         fake_g = self._d2_fakes(out.gen[-1].detach(), image, hole)
-        real_g = image if fake_g.shape[0] == image.shape[0] else torch.cat([image, image], dim=0)
+        pairs = fake_g.shape[0] // image.shape[0]  # 2 when D2 sees both the raw and the fused fakes
+        real_g = image if pairs == 1 else torch.cat([image, image], dim=0)
         with self.autocast():
             d1_real, d1_fake = self.d_rec(image).float(), self.d_rec(fake_r).float()
-            d2_real, d2_fake = self.d_gen(real_g).float(), self.d_gen(fake_g).float()
+            # D2 scores each real image once, and the scores are repeated to pair with both fakes: the
+            # critics have no cross-sample layers, so that equals scoring the duplicated batch
+            d2_real, d2_fake = torch.cat([self.d_gen(image).float()] * pairs), self.d_gen(fake_g).float()
         loss_d1 = critic_loss(L.gan_mode, d1_real, d1_fake)
         loss_d2 = critic_loss(L.gan_mode, d2_real, d2_fake)
         gp1 = gp2 = image.new_zeros(())
