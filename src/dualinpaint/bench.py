@@ -186,19 +186,15 @@ def bench_inference(
     bf16 = bf16_supported()
     fast = prepare_for_inference(net, channels_last=True)
     fast_name = "fast path (frozen, channels_last, inference_mode" + (", bf16)" if bf16 else ", fp32)")
-    session, export_s, onnx_note, prefilled = None, None, None, False
+    session, export_s, onnx_note = None, None, None
     if onnx:
-        from .export import OnnxFill, onnx_graph, require_onnxruntime
+        from .export import require_onnxruntime, runtime_session
 
         require_onnxruntime()
         if type(net).__name__ != "DualPathInpainter":
             onnx_note = "ONNX export covers the dual-path model only"
-        else:
-            prefilled = net.cfg.prefill != "none"  # the smooth fill runs in PyTorch, on the hole's box
-            data, _, _, export_s = onnx_graph(net, size=None, prefill_input=prefilled)
-            session = OnnxFill(
-                data, threads=threads or torch.get_num_threads(), prefill=fast.prefill if prefilled else None
-            )
+        else:  # as --runtime onnx runs it: the smooth fill in PyTorch, on the hole's box
+            session, export_s = runtime_session(fast, threads=threads or torch.get_num_threads())
     rows: list[dict[str, Any]] = []
     for size in sizes:
         image, hole = _example(size, stride)
@@ -229,7 +225,7 @@ def bench_inference(
                 (
                     "onnxruntime",
                     lambda image=image, hole=hole: session.run(image, hole),
-                    {"export_s": export_s, "dynamic_shape": True, "prefill_in_torch": prefilled},
+                    {"export_s": export_s, "dynamic_shape": True, "prefill_in_torch": session.takes_base},
                 )
             )
         elif onnx_note:

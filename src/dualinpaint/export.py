@@ -239,11 +239,6 @@ class OnnxFill:
             )
         if base is not None and not self.takes_base:
             raise ValueError("this graph computes its own smooth fill and takes no 'base' input")
-        if self.takes_base and base is None:
-            if self.prefill is None:
-                raise ValueError("this graph takes the smooth fill as input 'base': pass base= or prefill=")
-            with torch.inference_mode():
-                base = self.prefill(image, mask)
         n, _, h, w = image.shape
         if tuple(mask.shape) != (n, 1, h, w) or (base is not None and tuple(base.shape) != (n, 3, h, w)):
             got = f"mask {tuple(mask.shape)}" + ("" if base is None else f", base {tuple(base.shape)}")
@@ -252,6 +247,22 @@ class OnnxFill:
             )
         if noise is not None and (noise.dim() != 4 or noise.shape[0] != n):
             raise ValueError(f"noise must be N×Z×h×w with N = {n}, got {tuple(noise.shape)}")
+        if self.takes_base and base is None:
+            if self.prefill is None:
+                raise ValueError("this graph takes the smooth fill as input 'base': pass base= or prefill=")
+            with torch.inference_mode():
+                base = self.prefill(image, mask)
         tensors = {"image": image, "mask": mask, "noise": noise, "base": base}
         feed = {n: tensors[n].detach().cpu().float().contiguous().numpy() for n in self.inputs}
         return torch.from_numpy(self.session.run(["fill"], feed)[0])
+
+
+def runtime_session(
+    net: DualPathInpainter, *, sampling: bool = False, threads: int | None = None
+) -> tuple[OnnxFill, float]:
+    """The session ``--runtime onnx`` runs, and its export seconds: a dynamic-size graph of ``net`` that,
+    for a model with a smooth fill, takes the fill as input ``base``, computed by ``net.prefill`` (PyTorch,
+    on each hole's box)."""
+    prefilled = net.cfg.prefill != "none"
+    data, _, _, seconds = onnx_graph(net, size=None, sampling=sampling, prefill_input=prefilled)
+    return OnnxFill(data, threads=threads, prefill=net.prefill if prefilled else None), seconds

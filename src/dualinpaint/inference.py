@@ -293,8 +293,8 @@ class Inpainter:
             if noise is None:
                 return self._onnx_session(sampling=False).run(image, hole)[None]
             session = self._onnx_session(sampling=True)
-            with torch.inference_mode():  # the smooth fill (if any) once for all samples
-                base = self.net.prefill(image, hole) if session.takes_base else None
+            with torch.inference_mode():  # the smooth fill (None without one) once for all samples
+                base = self.net.prefill(image, hole)
             return torch.stack([session.run(image, hole, eps, base) for eps in noise])
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
@@ -316,13 +316,9 @@ class Inpainter:
         """The ONNX Runtime session of the deterministic or sampling graph (dynamic size), built once.
         A model's smooth fill is computed by PyTorch on each hole's box and fed to the graph."""
         if sampling not in self._onnx:
-            from .export import OnnxFill, onnx_graph
+            from .export import runtime_session
 
-            prefilled = self.net.cfg.prefill != "none"
-            data, _, _, _ = onnx_graph(self.net, size=None, sampling=sampling, prefill_input=prefilled)
-            self._onnx[sampling] = OnnxFill(
-                data, threads=self.threads, prefill=self.net.prefill if prefilled else None
-            )
+            self._onnx[sampling], _ = runtime_session(self.net, sampling=sampling, threads=self.threads)
         return self._onnx[sampling]
 
 

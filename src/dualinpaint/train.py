@@ -226,9 +226,8 @@ class Trainer:
         compiled spectral-norm power iteration then fails autograd's in-place check; the WGAN-GP
         penalty also needs double backward, which compiled graphs do not support.
         """
-        if (
-            self.device.type == "cpu"
-        ):  # inductor builds its CPU kernels with $CXX, else g++ (clang++ on macOS)
+        if self.device.type == "cpu":
+            # inductor builds its CPU kernels with $CXX, else g++ (clang++ on macOS)
             cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
             if not shutil.which(cxx):
                 raise ValueError(
