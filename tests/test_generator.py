@@ -229,6 +229,33 @@ def test_prefill_model_starts_from_the_smooth_fill(prefill: str) -> None:
         assert not torch.allclose(net.complete(image, hole), smooth)
 
 
+def test_residual_outside_the_hole_costs_nothing() -> None:
+    """The final image is fill + hole·residual: a non-zero residual changes no known pixel of any training
+    output, so an L1 on known pixels gives the residual layer no gradient (issue 15: it pinned it at 0)."""
+    torch.manual_seed(0)
+    cfg = small("photo")
+    net = DualPathInpainter(cfg.model)
+    last = net.gen_g.outputs[str(cfg.model.n_down)].body[2]
+    with torch.no_grad():
+        last.weight.normal_(0, 0.2)
+        last.bias.fill_(0.3)
+    image = torch.rand(2, 3, 64, 64) * 1.6 - 0.8
+    hole = torch.zeros(2, 1, 64, 64)
+    hole[..., 12:40, 20:44] = 1
+    out = net(image, hole)
+    known = (1 - hole).bool().expand_as(image)
+    for final in (out.rec[-1], out.gen[-1]):
+        assert torch.equal(final[known], image[known])  # the smooth fill keeps known pixels exactly
+        assert (final[~known] - net.prefill(image, hole)[~known]).abs().max() > 0.05  # residual shows
+    known_l1 = ((out.gen[-1] - image).abs() * (1 - hole)).mean() + (
+        (out.rec[-1] - image).abs() * (1 - hole)
+    ).mean()
+    grad = torch.autograd.grad(known_l1, [last.weight, last.bias], allow_unused=True, retain_graph=True)
+    assert all(g is None or g.abs().max() == 0 for g in grad)
+    hole_l1 = ((out.gen[-1] - image).abs() * hole).mean()
+    assert torch.autograd.grad(hole_l1, last.weight)[0].abs().max() > 0
+
+
 def test_complete_keeps_visible_pixels_and_is_deterministic() -> None:
     cfg = small("picnet")
     net = DualPathInpainter(cfg.model).eval()

@@ -78,3 +78,65 @@ def test_feature_match_detaches_real() -> None:
     real = torch.randn(2, 1, 3, 3, requires_grad=True)
     losses.feature_match_l2(fake, real).backward()
     assert fake.grad is not None and real.grad is None
+
+
+def test_multiscale_l2_squares_the_difference() -> None:
+    target = torch.zeros(1, 3, 8, 8)
+    pred = torch.full((1, 3, 8, 8), 0.5)
+    torch.testing.assert_close(losses.multiscale_l1([pred], target, norm="l2"), torch.tensor(0.25))
+    torch.testing.assert_close(losses.multiscale_l1([pred], target), torch.tensor(0.5))
+    with pytest.raises(ValueError, match="unknown norm"):
+        losses.multiscale_l1([pred], target, norm="l3")
+
+
+def test_random_features_are_fixed_by_the_seed_and_not_trained() -> None:
+    from dualinpaint.layers import RandomFeatures
+
+    a, b, c = RandomFeatures(seed=1), RandomFeatures(seed=1), RandomFeatures(seed=2)
+    assert list(a.parameters()) == [] and a.state_dict() == {}  # nothing to train, nothing saved
+    x = torch.randn(1, 3, 16, 16)
+    fa, fb, fc = a(x), b(x), c(x)
+    assert [f.shape for f in fa] == [(1, 32, 16, 16), (1, 64, 8, 8), (1, 128, 4, 4)]
+    assert all(torch.equal(p, q) for p, q in zip(fa, fb, strict=True))
+    assert not torch.allclose(fa[0], fc[0])
+
+
+def test_texture_loss_sees_texture_inside_the_hole_only() -> None:
+    from dualinpaint.layers import RandomFeatures
+
+    torch.manual_seed(0)
+    net = RandomFeatures()
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    hole = torch.zeros(2, 1, 32, 32)
+    hole[..., 8:24, 8:24] = 1
+    same = losses.texture_loss(net(real), net(real), hole)
+    assert same == 0
+    flat = real * (1 - hole) + real.mean((2, 3), keepdim=True) * hole  # a smooth (constant) fill
+    textured = real * (1 - hole) + real.roll(5, dims=3) * hole  # other pixels, the same texture
+    assert losses.texture_loss(net(textured), net(real), hole) < losses.texture_loss(
+        net(flat), net(real), hole
+    )
+    # a change outside the hole (beyond the features' reach) costs nothing
+    outside = real.clone()
+    outside[..., :2, :] = -1
+    assert losses.texture_loss(net(outside), net(real), hole) == 0
+    fake = flat.clone().requires_grad_(True)
+    losses.texture_loss(net(fake), net(real), hole).backward()
+    assert fake.grad[..., 8:24, 8:24].abs().sum() > 0
+
+
+def test_masked_gram_is_the_weighted_second_moment() -> None:
+    feat = torch.randn(1, 4, 3, 3)
+    weight = torch.zeros(1, 1, 3, 3)
+    weight[..., 1, 1] = 1
+    f = feat[0, :, 1, 1]
+    torch.testing.assert_close(losses.masked_gram(feat, weight)[0], torch.outer(f, f))
+
+
+def test_feature_matching_sums_layer_means_and_detaches_real() -> None:
+    fake = [torch.ones(1, 2, 4, 4, requires_grad=True), torch.zeros(1, 1, 2, 2, requires_grad=True)]
+    real = [torch.zeros(1, 2, 4, 4, requires_grad=True), torch.full((1, 1, 2, 2), 0.5, requires_grad=True)]
+    loss = losses.feature_matching(fake, real)
+    torch.testing.assert_close(loss, torch.tensor(1.5))
+    loss.backward()
+    assert real[0].grad is None and fake[0].grad is not None

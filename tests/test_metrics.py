@@ -8,7 +8,17 @@ from skimage.metrics import structural_similarity as sk_ssim
 from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
-from dualinpaint.metrics import NOT_AVAILABLE, l1, lpips, lpips_available, psnr, ssim
+from dualinpaint.metrics import (
+    NOT_AVAILABLE,
+    detail_ratio,
+    detail_region,
+    gradient_energy,
+    l1,
+    lpips,
+    lpips_available,
+    psnr,
+    ssim,
+)
 
 SIZES = [(32, 32), (40, 56)]
 
@@ -196,3 +206,95 @@ def test_lpips_reports_not_available():
     assert lpips_available() is False
     assert lpips(pred, target) is None
     assert NOT_AVAILABLE == "n/a (no weights)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# detail ratio
+# ---------------------------------------------------------------------------------------------------------
+
+
+def textured(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Random texture in [-1, 1] (plenty of gradient everywhere)."""
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_detail_ratio_identical_flat_and_scaled():
+    target = textured(2, 32, 40)
+    mask = torch.cat([box_mask(1, 32, 40, 6, 8, 14), box_mask(1, 32, 40, 10, 20, 12)])
+    one = detail_ratio(target, target, mask)
+    assert one.dtype == torch.float64 and one.dim() == 0 and one.item() == 1.0
+    flat = target * (1 - mask) + 0.3 * mask  # a constant fill: no Sobel window in the eroded hole sees a step
+    assert detail_ratio(flat, target, mask).item() == 0.0
+    # luminance on [0, 255] is 127.5·(1 + Y): halving the image halves every gradient
+    assert detail_ratio(0.5 * target, target, mask).item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_detail_ratio_erosion():
+    target = textured(1, 32, 32, seed=1)
+    pred = textured(1, 32, 32, seed=2)
+    mask = box_mask(1, 32, 32, 10, 10, 12)  # hole rows/cols 10..21, eroded region 12..19
+    region = detail_region(mask)
+    assert region.sum().item() == 8 * 8 and region[0, 0, 12:20, 12:20].all()
+    base = detail_ratio(pred, target, mask).item()
+
+    def changed(row: int, col: int) -> float:
+        out = pred.clone()
+        out[..., row, col] = -out[..., row, col] + 0.5
+        return detail_ratio(out, target, mask).item()
+
+    # outside the hole (1 and 2 px from it) and the hole's edge row: no Sobel window of the region reaches
+    for row, col in [(9, 15), (8, 15), (15, 9), (10, 15), (15, 21), (21, 21)]:
+        assert changed(row, col) == base, (row, col)
+    # 2 px deep (in the eroded region) it counts; so does 1 px deep, read by the region's edge windows
+    for row, col in [(12, 15), (15, 19), (11, 15)]:
+        assert changed(row, col) != pytest.approx(base, abs=1e-9), (row, col)
+
+
+def test_detail_ratio_is_pooled_over_the_batch():
+    target = textured(3, 32, 32, seed=3)
+    target[1] = target[1] * 0.1  # a near-flat photo: its own ratio would dominate a mean of ratios
+    pred = (target + 0.3 * textured(3, 32, 32, seed=4)).clamp(-1, 1)
+    mask = torch.cat(
+        [box_mask(1, 32, 32, 4, 4, 10), box_mask(1, 32, 32, 12, 8, 16), box_mask(1, 32, 32, 0, 20, 12)]
+    )
+    fill, count = gradient_energy(pred, mask)
+    real, count_real = gradient_energy(target, mask)
+    assert fill.shape == (3,) and torch.equal(count, count_real)
+    assert count.tolist() == [36.0, 144.0, 100.0]  # beyond the border is hole: 12² in the corner → 10²
+    pooled = detail_ratio(pred, target, mask).item()
+    assert pooled == pytest.approx((fill.sum() / real.sum()).item(), rel=1e-15)
+    per_image = [detail_ratio(pred[i : i + 1], target[i : i + 1], mask[i : i + 1]).item() for i in range(3)]
+    assert per_image == pytest.approx((fill / real).tolist(), rel=1e-15)
+    assert abs(pooled - sum(per_image) / 3) > 0.05  # pooling is not the mean of the per-image ratios
+
+
+def test_detail_ratio_empty_region_is_nan():
+    target = textured(1, 16, 16)
+    thin = box_mask(1, 16, 16, 4, 4, 4)  # 4×4 hole: nothing left after a 2 px erosion
+    assert torch.isnan(detail_ratio(target, target, thin))
+    flat = torch.zeros(1, 3, 16, 16)
+    assert torch.isnan(detail_ratio(target, flat, box_mask(1, 16, 16, 2, 2, 10)))
+
+
+def test_detail_ratio_matches_opencv_sobel():
+    cv2 = pytest.importorskip("cv2")
+    target = textured(1, 40, 56, seed=5)
+    pred = (target * 0.6 + 0.2 * textured(1, 40, 56, seed=6)).clamp(-1, 1)
+    mask = box_mask(1, 40, 56, 8, 12, 20)
+    mask[..., 0:14, 40:56] = 1  # a second hole on the top-right corner: border pixels count as hole
+
+    def energy(image: torch.Tensor) -> float:
+        rgb = (image[0].double() * 127.5 + 127.5).permute(1, 2, 0).numpy()
+        luma = rgb @ np.array([0.299, 0.587, 0.114])
+        gx = cv2.Sobel(luma, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        gy = cv2.Sobel(luma, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        hole = (mask[0, 0].numpy() > 0.5).astype(np.uint8)
+        region = cv2.erode(hole, np.ones((5, 5), np.uint8)).astype(bool)  # default border: never erodes
+        return float(np.sqrt(gx**2 + gy**2)[region].sum()), int(region.sum())
+
+    fill, count = energy(pred)
+    real, _ = energy(target)
+    ours_fill, ours_count = gradient_energy(pred, mask)
+    assert ours_count.item() == count
+    assert ours_fill.item() == pytest.approx(fill, rel=1e-12)
+    assert detail_ratio(pred, target, mask).item() == pytest.approx(fill / real, abs=1e-9)

@@ -39,22 +39,25 @@ def stream_for(
     return BatchStream(data, batch or cfg.data.batch_size, cfg.train.seed, dist or DistInfo(), 0)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "picnet-small", "photo-small"])
+PHOTO_SMALL = [
+    "model.ngf=8",
+    "model.max_channels=16",
+    "model.z_channels=8",
+    "model.disc_channels=8",
+    "model.disc_max_channels=16",
+    "data.size=64",
+    "data.load_size=68",
+    "data.batch_size=2",
+]
+TEXTURE_TERMS = ["loss.hole_norm=l2", "loss.lambda_texture=5", "loss.lambda_fm=2"]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "picnet-small", "photo-small", "photo-texture"])
 def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, preset: str) -> None:
     cfg = tiny_cfg
-    if preset == "photo-small":  # the shipped preset's structure: mask input, decoder skips, hinge
-        cfg = load_config("photo").with_overrides(
-            [
-                "model.ngf=8",
-                "model.max_channels=16",
-                "model.z_channels=8",
-                "model.disc_channels=8",
-                "model.disc_max_channels=16",
-                "data.size=64",
-                "data.load_size=68",
-                "data.batch_size=2",
-            ]
-        )
+    if preset.startswith("photo"):  # the shipped preset's structure: mask input, decoder skips, hinge
+        extra = TEXTURE_TERMS if preset == "photo-texture" else []  # + texture and feature matching
+        cfg = load_config("photo").with_overrides([*PHOTO_SMALL, *extra])
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(
             [
@@ -93,15 +96,76 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
             assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {tag}.{name}"
 
 
-def test_tiny_overfit_reconstruction_l1_halves(tmp_path: Path, tiny_cfg: Config) -> None:
-    """4 images, the tiny config, CPU: the reconstruction-path L1 drops by at least 50 %."""
+@pytest.mark.slow
+def test_tiny_overfit_both_paths_l1_falls(tmp_path: Path, tiny_cfg: Config) -> None:
+    """4 images, the tiny config, CPU: the reconstruction path's L1 and the generation path's L1 (known
+    region; PICNet has no hole term) each drop by at least 50 %."""
     make_photos(tmp_path / "four", 4, seed=3)
     cfg = fast_tiny(tiny_cfg, "data.flip=false", "data.load_size=32")
     train(cfg, tmp_path / "four", tmp_path / "run", steps=100, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    l1 = [r["g/app_rec"] for r in rows if "g/app_rec" in r]
-    first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
+    for term in ("g/app_rec", "g/app_g"):
+        l1 = [r[term] for r in rows if term in r]
+        first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
+        assert last <= 0.5 * first, (term, first, last)
+
+
+@pytest.mark.slow
+def test_overfit_generation_path_hole_loss_falls(tmp_path: Path, photo_dir: Path) -> None:
+    """The shipped preset's structure with its hole term (L2) and the texture terms: the generation
+    path's hole loss falls on 4 photos, so the network learns more than its smooth fill there."""
+    cfg = load_config("photo").with_overrides(
+        [
+            *PHOTO_SMALL,
+            *TEXTURE_TERMS,
+            "data.size=32",
+            "data.load_size=32",
+            "data.min_scale=0",
+            "data.flip=false",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "model.n_down=3",
+            "masks.mix={center: 1.0}",
+            "optim.lr_g=0.002",
+            "optim.ema=0",
+            "train.channels_last=false",
+            "train.bf16=false",
+            "train.log_every=1",
+            "train.sample_every=1000",
+            "train.val_every=1000",
+        ]
+    )
+    trainer = Trainer(cfg)
+    stream = stream_for(cfg, photo_dir)
+    hole_terms = [trainer.train_step(stream).values["g/hole_g"] for _ in range(60)]
+    first, last = sum(hole_terms[:5]) / 5, sum(hole_terms[-5:]) / 5
     assert last <= 0.5 * first, (first, last)
+
+
+def test_validation_reports_what_the_network_adds(photo_dir: Path) -> None:
+    """val/gain_hole_db is 0 for an untrained residual (the fill is the smooth fill) and moves once the
+    residual layer is non-zero; detail and sample difference are reported."""
+    from dualinpaint.train import _validation_set, validate
+
+    cfg = load_config("photo").with_overrides([*PHOTO_SMALL, "train.val_images=3", "data.size=64"])
+    trainer = Trainer(cfg)
+    images, holes = _validation_set(cfg, photo_dir)
+    assert images.shape[0] == 3  # fewer photos than val_images: photos repeat with other masks
+    before = validate(trainer.net, images, holes)
+    assert before["val/gain_hole_db"] == 0
+    assert before["val/detail"] == pytest.approx(before["val/detail_fill"])
+    last = trainer.net.gen_g.outputs[str(cfg.model.n_down)].body[2]
+    with torch.no_grad():
+        last.weight.normal_(0, 0.2)
+    after = validate(trainer.net, images, holes)
+    assert after["val/gain_hole_db"] != 0 and after["val/detail"] != before["val/detail"]
+    assert after["val/sample_diff"] >= 0
+
+
+def test_feature_matching_needs_patch_critics(tiny_cfg: Config) -> None:
+    cfg = tiny_cfg.with_overrides(["model.disc_type=resdis", "loss.lambda_fm=1"])
+    with pytest.raises(ValueError, match="lambda_fm needs patch critics"):
+        Trainer(cfg)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -401,3 +465,18 @@ def test_d2_scores_real_images_once_as_if_duplicated(tiny_cfg: Config, photo_dir
         want = critic_loss(tiny_cfg.loss.gan_mode, d2(torch.cat([image, image])), d2(fakes))
     got = trainer.d_step(image, hole, out, pos, 0)["d/d2"]
     assert got == pytest.approx(float(want), rel=1e-5, abs=1e-7)
+
+
+def test_time_limit_stops_after_the_crossing_step_and_saves(
+    tmp_path: Path, tiny_cfg: Config, photo_dir: Path
+) -> None:
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=1000")
+    summary = train(cfg, photo_dir, tmp_path / "run", steps=50, progress=False, time_limit=1e-6)
+    assert summary.timed_out and not summary.interrupted
+    assert summary.step == 1  # the first step already crosses the deadline
+    assert ckpt.load_state(tmp_path / "run")["step"] == 1  # saved although ckpt_every is 1000
+    assert (tmp_path / "run" / ckpt.WEIGHTS_NAME).exists()
+    again = train(None, None, tmp_path / "run", resume=True, progress=False, steps=3)
+    assert again.step == 3 and not again.timed_out
+    with pytest.raises(ValueError, match="time-limit"):
+        train(cfg, photo_dir, tmp_path / "run2", steps=5, progress=False, time_limit=0)

@@ -77,6 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=str(device),
             dist=info,
             progress=not args.quiet,
+            time_limit=args.time_limit,
         )
     finally:
         shutdown_distributed()
@@ -87,6 +88,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if info.is_main and summary.timed_out:
+        print(
+            f"time limit reached after step {summary.step}; checkpoint saved in {summary.out_dir}; "
+            f"continue with: dualinpaint train --out {summary.out_dir} --resume",
+            file=sys.stderr,
+        )
     if info.is_main:
         print(
             f"step {summary.step}: {summary.samples_per_second:.2f} samples/s; "
@@ -236,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples)")
     sp.add_argument("--steps", type=int, help="total generator steps (default train.steps)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    sp.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after the step that crosses this many seconds of training, save, exit 0",
+    )
     sp.add_argument(
         "--init",
         metavar="MODEL",

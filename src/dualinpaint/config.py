@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 GAN_MODES = ("wgangp", "lsgan", "hinge", "vanilla")
-FAMILIES = ("dualpath", "ce", "gl")
+FAMILIES = ("dualpath", "ce", "gl", "gntipt", "gmcnn")
 REC_NORMS = ("l1", "l2")
 DISC_TYPES = ("patch", "resdis")
 SKIP_TYPES = ("conv1x1", "identity")
@@ -151,9 +151,18 @@ class LossConfig:
     d_loss_half: bool = False  # PICNet halves each critic's loss (0.5·[real + fake])
     d2_fake: str = "raw"  # what D2 judges as fake: raw output, composite, or both (the paper)
     rec_norm: str = "l1"  # reconstruction norm of the ce / gl families (both papers use l2)
+    hole_norm: str = "l1"  # norm of the generation path's hole term (lambda_hole_g): l1 aims at the
+    # median, which for texture is near flat; l2 at the mean
+    lambda_texture: float = 0.0  # Gram-matrix texture loss of the generation path inside the hole, on a
+    # fixed random-weight conv net's features (layers.RandomFeatures; no pretrained network offline)
+    lambda_fm: float = 0.0  # feature matching on D2's hidden layers (pix2pixHD); patch critics only
+    gen_at_prior_mean: bool = False  # train the generation path at z = prior mean (ε = 0): its hole and
+    # adversarial terms then cannot fine the spread of prior samples; the reconstruction path's posterior
+    # draws teach the shared G to use z, so --samples differ
 
     def __post_init__(self) -> None:
         s = "loss"
+        _check_choice(s, "hole_norm", self.hole_norm, REC_NORMS)
         _check_choice(s, "gan_mode", self.gan_mode, GAN_MODES)
         _check_choice(s, "rec_adv", self.rec_adv, REC_ADV)
         _check_choice(s, "kl_rec_direction", self.kl_rec_direction, KL_DIRECTIONS)
@@ -161,7 +170,16 @@ class LossConfig:
         _check_choice(s, "d2_fake", self.d2_fake, D2_FAKES)
         _check_choice(s, "rec_norm", self.rec_norm, REC_NORMS)
         _check_nonnegative(
-            s, self, "lambda_gp", "lambda_rec", "lambda_kl", "lambda_g", "lambda_rec_adv", "lambda_hole_g"
+            s,
+            self,
+            "lambda_gp",
+            "lambda_rec",
+            "lambda_kl",
+            "lambda_g",
+            "lambda_rec_adv",
+            "lambda_hole_g",
+            "lambda_texture",
+            "lambda_fm",
         )
 
 

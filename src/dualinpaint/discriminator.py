@@ -55,6 +55,15 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The hidden activations (after each LeakyReLU), coarse-ward; feature matching reads them."""
+        feats = []
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return feats
+
 
 class ResDiscriminator(nn.Module):
     """PICNet's ResDis: start block, ``disc_layers`` down ResBlocks, a ResBlock, LeakyReLU, 3×3 conv → 1.

@@ -24,11 +24,24 @@ The protocol, stated once (it is also written into every report):
 - Metrics (:mod:`dualinpaint.metrics`) on [0, 255]: PSNR and SSIM of the whole image, PSNR / SSIM / L1
   over the hole, whole-image L1; PSNR is capped at 100 dB. LPIPS and FID need backbone weights that are
   not available: their columns say "n/a (no weights)".
+- Detail ratio (:func:`dualinpaint.metrics.gradient_energy`): mean Sobel gradient magnitude of the
+  luminance inside the hole eroded by 2 pixels, of the output over that of the ground truth. Each row keeps
+  the image's two gradient sums and the pixel count, and a bucket's ratio is pooled: the sum of the
+  outputs' sums over the sum of the photos' sums (not a mean of per-image ratios, which one near-flat
+  photo could blow up). 1.0 = as much texture as the photo; smooth PDE fills score about 0.3–0.5.
+- Network contribution: a model with a smooth prefill (``model.prefill``) gets a row ``"<label> own fill"``:
+  ``net.prefill(image, hole)`` composited into the image, exactly the base its residual is added to
+  (same function, iterations, levels and float32 as in the model). Per bucket the report gives the model
+  minus that row in PSNR, hole PSNR and detail ratio. The ``mlbiharmonic`` / ``harmonic`` baselines run
+  the same functions but in float64 and with their own iterations and levels (at most 5, by divisibility),
+  so they are not used for this: in float32 vs float64 the conjugate-gradient fill differs by a uint8
+  level or two in a few % of the hole's values.
 
 Resuming: every finished (method, image, mask) is appended to ``cache.jsonl`` in the output folder under a
 key made of the method id (for a model: its weights' sha256), the image file's sha256, the mask file's
-sha256, the size and the cache version; a rerun skips those entries. Metrics are deterministic, so a rerun
-or a resumed run gives the same tables (the timing column aside).
+sha256, the size and the cache version; a rerun skips those entries. Version 2 added the detail sums: a
+version-1 entry (no detail) never matches a version-2 key, so it is recomputed, not read. Metrics are
+deterministic, so a rerun or a resumed run gives the same tables (the timing column aside).
 
 Heavy modules (torch, numpy, Pillow, the package's model code) are imported inside the functions, so the
 command-line parser can import this module cheaply.
@@ -59,9 +72,9 @@ PathLike = str | Path
 
 PROTOCOL_NAME = "protocol.json"
 PROTOCOL_FORMAT_VERSION = 1
-RESULTS_FORMAT_VERSION = 1
+RESULTS_FORMAT_VERSION = 2  # 2: detail columns, "contributions"
 CACHE_NAME = "cache.jsonl"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows carry detail_sum / detail_ref_sum / detail_count (version-1 rows are ignored)
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 REPORT_MD = "report.md"
@@ -82,6 +95,9 @@ PSNR_CAP_DB = 100.0
 GRID_MAX_ROWS = 8
 
 METRIC_COLUMNS = ("psnr", "ssim", "hole_psnr", "hole_ssim", "l1", "hole_l1")
+# per image: the output's and the photo's gradient-magnitude sums over the eroded hole, its pixel count
+DETAIL_COLUMNS = ("detail_sum", "detail_ref_sum", "detail_count")
+CONTRIBUTION_COLUMNS = ("psnr", "hole_psnr", "detail_ratio")  # model minus its own smooth fill
 CSV_COLUMNS = (
     "bucket",
     "method",
@@ -92,6 +108,8 @@ CSV_COLUMNS = (
     "mask_sha256",
     "hole_ratio",
     *METRIC_COLUMNS,
+    "detail_ratio",
+    *DETAIL_COLUMNS,
     "lpips",
     "seconds",
     "chosen_sample",
@@ -388,9 +406,10 @@ class Method:
 
     label: str
     method_id: str  # goes into the cache key: changes whenever the outputs could change
-    kind: str  # "model", "model best-of", "baseline"
+    kind: str  # "model", "model best-of", "model fill" (a model's own smooth fill), "baseline"
     run: RunFn
     info: dict = field(default_factory=dict)
+    own_fill: Method | None = None  # a "model" row: its "model fill" row (None without a prefill)
 
 
 def _model_label(source: PathLike, weights: Path) -> str:
@@ -416,12 +435,14 @@ def _model_methods(source: PathLike, best_of: int) -> list[Method]:
     weights_sha = _sha256_file(weights)
     net, cfg, meta = load_model(source)
     label = _model_label(source, weights)
+    prefill = cfg.model.prefill if cfg.model.family == "dualpath" else "none"
     info = {
         "source": str(source),
         "weights": str(weights),
         "weights_sha256": weights_sha,
         "step": meta.get("step"),
         "train_size": cfg.data.size,
+        "prefill": prefill,
     }
 
     def deterministic(
@@ -432,6 +453,26 @@ def _model_methods(source: PathLike, best_of: int) -> list[Method]:
             return net.complete(image, mask), {}
 
     methods = [Method(label, f"model:{weights_sha}:prior-mean", "model", deterministic, info)]
+    if prefill != "none":
+
+        def own_fill(
+            image: torch.Tensor, mask: torch.Tensor, seed: int, target: torch.Tensor
+        ) -> tuple[torch.Tensor, dict]:
+            del seed, target
+            with torch.inference_mode():  # the base complete() adds the residual to, same dtype and call
+                return net.prefill(image, mask) * mask + image * (1 - mask), {}
+
+        fill_info = {
+            "of": label,
+            "weights_sha256": weights_sha,
+            "prefill": prefill,
+            "function": f"{prefill}_fill",
+            "iters": cfg.model.prefill_iters,
+            "levels": cfg.model.n_down + 1,
+            "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
+        }
+        fill = Method(f"{label} own fill", f"model:{weights_sha}:prefill", "model fill", own_fill, fill_info)
+        methods[0].own_fill = fill
     if best_of > 0:
         k = int(best_of)
 
@@ -454,6 +495,8 @@ def _model_methods(source: PathLike, best_of: int) -> list[Method]:
                 {**info, "samples": k, "selection": "lowest whole-image L1 to the ground truth (oracle)"},
             )
         )
+    if methods[0].own_fill is not None:
+        methods.append(methods[0].own_fill)
     return methods
 
 
@@ -634,6 +677,10 @@ def _load_image(data: _Data, index: int) -> torch.Tensor:
 def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
     """The per-image metric columns of one output, quantised first (all 1×…×H×W).
 
+    Besides :data:`METRIC_COLUMNS`: ``detail_sum`` / ``detail_ref_sum`` (the output's / the ground
+    truth's gradient-magnitude sums over the eroded hole), ``detail_count`` (its pixels) and
+    ``detail_ratio`` = detail_sum / detail_ref_sum (NaN when the eroded hole is empty or flat in the photo).
+
     Computed with one torch thread: float64 reductions split over several threads differ in the last bit
     with the thread count, and the numbers should not depend on it.
     """
@@ -653,9 +700,20 @@ def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[
             "l1": metrics.l1(pred, target),
             "hole_l1": metrics.l1(pred, target, mask),
         }
+        out["detail_sum"], out["detail_count"] = metrics.gradient_energy(pred, mask)
+        out["detail_ref_sum"], _ = metrics.gradient_energy(target, mask)
     finally:
         torch.set_num_threads(previous)
-    return {k: float(v[0]) for k, v in out.items()}
+    row = {k: float(v[0]) for k, v in out.items()}
+    row["detail_ratio"] = _ratio(row["detail_sum"], row["detail_ref_sum"], row["detail_count"])
+    return row
+
+
+def _ratio(fill: float, real: float, count: float) -> float:
+    """A detail ratio from gradient sums; NaN when no pixel is counted or the photo is flat there."""
+    if not count > 0 or not real > 0 or math.isnan(fill):
+        return math.nan
+    return fill / real
 
 
 def _mean(values: list[float]) -> float:
@@ -664,7 +722,9 @@ def _mean(values: list[float]) -> float:
 
 
 def aggregate(rows: list[dict], buckets: Sequence[str], methods: Sequence[str]) -> list[dict]:
-    """Per (bucket, method) means of the metric columns (NaN entries skipped), image count and s/image."""
+    """Per (bucket, method) means of the metric columns (NaN entries skipped), image count and s/image,
+    and the pooled detail ratio: the sum of the rows' ``detail_sum`` over the sum of their
+    ``detail_ref_sum`` (rows with an empty eroded hole add nothing); the three pooled sums are kept."""
     out = []
     for b in buckets:
         for m in methods:
@@ -674,10 +734,33 @@ def aggregate(rows: list[dict], buckets: Sequence[str], methods: Sequence[str]) 
             agg: dict[str, Any] = {"bucket": b, "method": m, "images": len(sel)}
             for col in METRIC_COLUMNS:
                 agg[col] = _mean([_float(r[col]) for r in sel])
+            counted = [r for r in sel if _float(r.get("detail_count")) > 0]
+            for col in DETAIL_COLUMNS:
+                agg[col] = math.fsum(_float(r.get(col)) for r in counted)
+            agg["detail_ratio"] = _ratio(agg["detail_sum"], agg["detail_ref_sum"], agg["detail_count"])
             agg["lpips"] = None
             agg["fid"] = None
             agg["seconds_per_image"] = _mean([_float(r["seconds"]) for r in sel])
             out.append(agg)
+    return out
+
+
+def contributions(aggregates: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
+    """The network's contribution per bucket: for each (model label, own-fill label) pair, the model's
+    bucket aggregate minus its own smooth fill's in :data:`CONTRIBUTION_COLUMNS` (PSNR and hole PSNR in
+    dB, pooled detail ratio), with both sides' values."""
+    by_key = {(a["bucket"], a["method"]): a for a in aggregates}
+    out = []
+    for bucket in dict.fromkeys(a["bucket"] for a in aggregates):
+        for model, fill in pairs:
+            a, f = by_key.get((bucket, model)), by_key.get((bucket, fill))
+            if a is None or f is None:
+                continue
+            entry: dict[str, Any] = {"bucket": bucket, "model": model, "own_fill": fill}
+            for col in CONTRIBUTION_COLUMNS:
+                entry[col] = _float(a[col]) - _float(f[col])
+                entry[f"model_{col}"], entry[f"fill_{col}"] = _float(a[col]), _float(f[col])
+            out.append(entry)
     return out
 
 
@@ -702,8 +785,10 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
-def _fmt(value: float, digits: int, scale: float = 1.0) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
+def _fmt(value: float, digits: int, scale: float = 1.0, sign: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value * scale:{'+' if sign else ''}.{digits}f}"
 
 
 def render_report(results: dict) -> str:
@@ -729,7 +814,10 @@ def render_report(results: dict) -> str:
         "the hole set to 0 (they never see the hole's pixels). Every output is quantised to "
         "uint8 (round, clip) before scoring. PSNR (capped at 100 dB) and SSIM (11×11 Gaussian, σ 1.5, RGB "
         "mean, border cropped as scikit-image) are over the whole image; hole PSNR over the hole pixels; "
-        "L1 is the whole-image mean |error| in % of 255. LPIPS and FID: "
+        "L1 is the whole-image mean |error| in % of 255. **Detail** is the detail ratio: the mean Sobel "
+        "gradient magnitude of the luminance inside the hole eroded by 2 px, of the output over that of "
+        "the real photo, pooled over the bucket (sum of the outputs' gradient sums over sum of the photos'); "
+        "1.0 = as much texture as the photo, smooth PDE fills score about 0.3–0.5. LPIPS and FID: "
         f"{NOT_AVAILABLE}."
     )
     lines.append("")
@@ -740,6 +828,13 @@ def render_report(results: dict) -> str:
                 f"- `{m['label']}`: weights `{m['info']['weights']}` "
                 f"(sha256 `{m['info']['weights_sha256'][:16]}…`, step {m['info'].get('step')}); "
                 "**deterministic**: one fill per image with the latent at the prior mean."
+            )
+        elif m["kind"] == "model fill":
+            i = m["info"]
+            model_lines.append(
+                f"- `{m['label']}`: `{i['of']}`'s own smooth fill without the network: `net.prefill` "
+                f"({i['function']}, {i['iters']} iterations per level, {i['levels']} levels, {i['dtype']}) "
+                "composited into the image, the base the network adds its residual to."
             )
         elif m["kind"] == "model best-of":
             model_lines.append(
@@ -754,6 +849,14 @@ def render_report(results: dict) -> str:
             )
     lines += model_lines
     lines.append("")
+    if any(m["kind"] == "model" for m in methods):
+        lines.append(
+            "**Network contribution** (per bucket, under the table): a model minus its own smooth fill "
+            "(the `own fill` row), in PSNR, hole PSNR and detail ratio. The `mlbiharmonic` / `harmonic` "
+            "baselines run the same functions but in float64 with their own iterations and levels, so they "
+            "are not used for it. A model without a prefill gets no contribution line."
+        )
+        lines.append("")
     lines.append("Mask buckets (folder, kind, hole ratio, masks, manifest sha256):")
     lines.append("")
     for b in masks["buckets"]:
@@ -762,8 +865,12 @@ def render_report(results: dict) -> str:
             f"{b['count']} mask{'' if b['count'] == 1 else 's'}, `{b['manifest_sha256'][:16]}…`"
         )
     lines.append("")
-    header = "| method | PSNR ↑ | SSIM ↑ | hole PSNR ↑ | L1 (%) ↓ | LPIPS ↓ | FID ↓ | images | s/image |"
-    rule = "|---|---:|---:|---:|---:|---|---|---:|---:|"
+    header = (
+        "| method | PSNR ↑ | SSIM ↑ | hole PSNR ↑ | L1 (%) ↓ | detail (→1) | LPIPS ↓ | FID ↓ | images "
+        "| s/image |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
+    contribs = results.get("contributions", [])
     for b in masks["buckets"]:
         aggs = [a for a in results["aggregates"] if a["bucket"] == b["name"]]
         lines.append(
@@ -776,10 +883,28 @@ def render_report(results: dict) -> str:
         for a in aggs:
             lines.append(
                 f"| {a['method']} | {_fmt(_float(a['psnr']), 2)} | {_fmt(_float(a['ssim']), 4)} | "
-                f"{_fmt(_float(a['hole_psnr']), 2)} | {_fmt(_float(a['l1']), 2, 100.0)} | {NOT_AVAILABLE} | "
+                f"{_fmt(_float(a['hole_psnr']), 2)} | {_fmt(_float(a['l1']), 2, 100.0)} | "
+                f"{_fmt(_float(a.get('detail_ratio')), 3)} | {NOT_AVAILABLE} | "
                 f"{NOT_AVAILABLE} | {a['images']} | {_fmt(_float(a['seconds_per_image']), 3)} |"
             )
         lines.append("")
+        for m in methods:
+            if m["kind"] != "model":
+                continue
+            c = next((c for c in contribs if c["bucket"] == b["name"] and c["model"] == m["label"]), None)
+            if c is None:
+                why = f"model.prefill = {m['info'].get('prefill', 'none')}, no smooth fill to subtract"
+                lines.append(f"Network contribution of `{m['label']}`: none ({why}).")
+            else:
+                lines.append(
+                    f"Network contribution of `{m['label']}` (minus `{c['own_fill']}`): "
+                    f"PSNR {_fmt(_float(c['psnr']), 2, sign=True)} dB, "
+                    f"hole PSNR {_fmt(_float(c['hole_psnr']), 2, sign=True)} dB, "
+                    f"detail {_fmt(_float(c['detail_ratio']), 3, sign=True)} "
+                    f"({_fmt(_float(c['fill_detail_ratio']), 3)} → "
+                    f"{_fmt(_float(c['model_detail_ratio']), 3)})."
+                )
+            lines.append("")
     lines.append(f"Command: `{' '.join(results['command'])}`")
     lines.append("")
     return "\n".join(lines)
@@ -999,6 +1124,8 @@ def _evaluate(
                     "mask_sha256": b.mask_sha256[mi],
                     "hole_ratio": b.hole_ratios[mi],
                     **{c: _float(cached.get(c)) for c in METRIC_COLUMNS},
+                    "detail_ratio": _float(cached.get("detail_ratio")),
+                    **{c: _float(cached.get(c)) for c in DETAIL_COLUMNS},
                     "lpips": cached.get("lpips"),
                     "seconds": _float(cached.get("seconds")),
                     "chosen_sample": cached.get("chosen_sample"),
@@ -1008,6 +1135,7 @@ def _evaluate(
                     row["sample_l1"] = [_float(v) for v in cached["sample_l1"]]
                 rows.append(row)
     aggregates = aggregate(rows, [b.name for b in buckets], [m.label for m in methods])
+    pairs = [(m.label, m.own_fill.label) for m in methods if m.kind == "model" and m.own_fill is not None]
 
     # grid: masked input | each method | real, one row per bucket (first few buckets)
     cells, labels = [], ["masked input", *[m.label for m in methods], "real"]
@@ -1041,6 +1169,11 @@ def _evaluate(
             "hole_ssim": "SSIM map averaged over hole pixels",
             "l1": "mean |error| / 255 over the whole image",
             "hole_l1": "mean |error| / 255 over the hole pixels",
+            "detail_ratio": "mean Sobel gradient magnitude (BT.601 luminance, [0, 255], replicated "
+            "borders) over the hole eroded by 2 px, output over ground truth; a bucket's value is "
+            "sum(detail_sum) / sum(detail_ref_sum) over its images (pooled)",
+            "contribution": "model minus its own smooth fill (the '<model> own fill' row: "
+            "net.prefill composited) in bucket PSNR, hole PSNR and pooled detail ratio",
             "lpips": "n/a (no weights)",
             "fid": "n/a (no weights)",
         },
@@ -1071,9 +1204,17 @@ def _evaluate(
             "threads": threads,
         },
         "methods": [
-            {"label": m.label, "method_id": m.method_id, "kind": m.kind, "info": m.info} for m in methods
+            {
+                "label": m.label,
+                "method_id": m.method_id,
+                "kind": m.kind,
+                "info": m.info,
+                **({"own_fill": m.own_fill.label} if m.own_fill is not None else {}),
+            }
+            for m in methods
         ],
         "aggregates": aggregates,
+        "contributions": contributions(aggregates, pairs),
         "rows": rows,
         "computed": computed,
         "cached": total - computed,

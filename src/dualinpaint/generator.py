@@ -106,9 +106,11 @@ class Generator(nn.Module):
     decoders emit an RGB image (tanh) that is concatenated into the next decoder's input.
     ``decoder_skips``: decoder i also adds a 1×1 projection of ``skips[i]``, the masked image's encoder
     feature at its output resolution (the last decoder: the masked — or prefilled — image and hole).
-    ``prefill``: the final image is clamp(``base`` + RGB), ``base`` being the N×3×H×W smooth fill of
+    ``prefill``: the final image is clamp(``base`` + hole·RGB), ``base`` being the N×3×H×W smooth fill of
     ``harmonic_fill`` or ``biharmonic_fill``; the final RGB layer has no spectral norm and starts at zero,
-    so training starts from the smooth fill (and its weights get a gradient from the first step).
+    so training starts from the smooth fill (and its weights get a gradient from the first step). The
+    residual counts only inside the hole: outside it ``base`` already is the photo, so a loss on known
+    pixels would otherwise fine every non-zero residual and pin the last layer at zero.
 
     Inputs: z N×Z×h×w, f_m N×C×h×w, f_e (encoder feature at the attention's resolution), hole N×1×H×W,
     skips (``decoder_skips`` only, see ``DualPathInpainter.skip_inputs``), base (``prefill`` only).
@@ -196,7 +198,7 @@ class Generator(nn.Module):
                 results.append(rgb)
                 out = torch.cat([out, rgb], dim=1)
         if base is not None:
-            results[-1] = (base + results[-1]).clamp(-1, 1)
+            results[-1] = (base + hole * results[-1]).clamp(-1, 1)
         return results
 
 

@@ -190,3 +190,31 @@ class ShortLongAttention(nn.Module):
 def channels_at(level: int, base: int, cap: int) -> int:
     """Channel count at encoder level ``level``: base·2^level, capped at ``cap`` (PICNet's rule)."""
     return min(base * 2**level, cap)
+
+
+class RandomFeatures(nn.Module):
+    """A fixed conv net with random weights whose activations carry texture statistics.
+
+    Shallow random-filter CNNs are known to synthesise textures through Gram matrices (Ustyuzhaninov et
+    al., ICLR 2017); no pretrained perceptual network can be had offline. Three levels (full, 1/2, 1/4
+    resolution), each a 3×3 conv + ReLU; the weights come from ``seed`` alone (He-normal, no biases) and
+    are never trained (buffers, not parameters: they are saved with no optimiser state and no gradient).
+    N×3×H×W → list of 3 feature maps.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), seed: int = 1234) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        cin = 3
+        for i, cout in enumerate(channels):
+            w = torch.randn(cout, cin, 3, 3, generator=g) * (2.0 / (cin * 9)) ** 0.5
+            self.register_buffer(f"w{i}", w, persistent=False)
+            cin = cout
+        self.levels = len(channels)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i in range(self.levels):
+            x = F.relu(F.conv2d(x, getattr(self, f"w{i}").to(x.dtype), padding=1, stride=1 if i == 0 else 2))
+            feats.append(x)
+        return feats

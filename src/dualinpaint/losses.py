@@ -77,18 +77,21 @@ def scale_pyramid(image: torch.Tensor, scales: int) -> list[torch.Tensor]:
 
 
 def multiscale_l1(
-    preds: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor | None = None
+    preds: list[torch.Tensor], target: torch.Tensor, weight: torch.Tensor | None = None, norm: str = "l1"
 ) -> torch.Tensor:
     """Σ over scales of mean |pred_s − target_s| (· weight_s when given), each mean over all elements.
 
     ``preds`` coarse → fine, the last at the target's size; ``weight`` N×1×H×W is resized like the target
     (PICNet: the visible region (1 − hole) for the generation path, with the mean still over all pixels).
+    ``norm="l2"`` takes the squared difference instead of the absolute one.
     """
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"unknown norm {norm!r}; valid: l1, l2")
     targets = scale_pyramid(target, len(preds))
     weights = scale_pyramid(weight, len(preds)) if weight is not None else [None] * len(preds)
     total = target.new_zeros(())
     for pred, tgt, wgt in zip(preds, targets, weights, strict=True):
-        diff = (pred - tgt).abs()
+        diff = (pred - tgt).abs() if norm == "l1" else (pred - tgt).pow(2)
         total = total + (diff if wgt is None else diff * wgt).mean()
     return total
 
@@ -111,3 +114,36 @@ def feature_match_l2(fake_out: torch.Tensor, real_out: torch.Tensor) -> torch.Te
 def composite(raw: torch.Tensor, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """Generated pixels inside the hole, real pixels outside: raw·hole + image·(1 − hole)."""
     return raw * hole + image * (1 - hole)
+
+
+def masked_gram(feat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of ``feat`` (N×C×h×w) over the pixels weighted by ``weight`` (N×1×h×w): N×C×C,
+    Σ_p w_p f_p f_pᵀ / Σ_p w_p (a zero-weight image gives a zero matrix)."""
+    f = (feat * weight).flatten(2)
+    total = weight.flatten(1).sum(1).clamp_min(1e-6).view(-1, 1, 1)
+    return torch.bmm(f, feat.flatten(2).transpose(1, 2)) / total
+
+
+def texture_loss(
+    fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor], hole: torch.Tensor
+) -> torch.Tensor:
+    """Σ over levels of mean |Gram(fake) − Gram(real)| inside the hole (resized to each level by area).
+
+    Features come from :class:`dualinpaint.layers.RandomFeatures` of the fill and of the photo; hole
+    N×1×H×W. The real features are detached. Compares the texture statistics of the fill with those of
+    the true hole content, so a smooth fill whose second moments are too small costs more than a
+    textured one.
+    """
+    total = hole.new_zeros(())
+    for fake, real in zip(fake_feats, real_feats, strict=True):
+        w = F.adaptive_avg_pool2d(hole, fake.shape[-2:]) if fake.shape[-2:] != hole.shape[-2:] else hole
+        total = total + (masked_gram(fake, w) - masked_gram(real.detach(), w)).abs().mean()
+    return total
+
+
+def feature_matching(fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss: Σ over layers of mean |D_l(fake) − D_l(real)|, real detached."""
+    total = fake_feats[0].new_zeros(())
+    for fake, real in zip(fake_feats, real_feats, strict=True):
+        total = total + (fake - real.detach()).abs().mean()
+    return total

@@ -51,14 +51,17 @@ from .distributed import (
 from .fastpath import bf16_supported
 from .generator import DualPathInpainter, TrainOutput, adaptive_prior_sigma
 from .images import save_image_atomic, tensor_to_pil
+from .layers import RandomFeatures
 from .losses import (
     composite,
     critic_loss,
     feature_match_l2,
+    feature_matching,
     generator_adv_loss,
     gradient_penalty,
     kl_normal,
     multiscale_l1,
+    texture_loss,
 )
 from .masks import MaskSampler
 from .messages import one_line_warnings
@@ -218,6 +221,10 @@ class Trainer:
             msg = f"train.bf16 is on but this {self.device.type} has no native bf16; training in fp32"
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         self.net_forward = self._compiled_net() if cfg.train.compile else self.net
+        L = cfg.loss
+        self.texture_net = RandomFeatures().to(self.device) if L.lambda_texture > 0 else None
+        if L.lambda_fm > 0 and not hasattr(self.d_gen, "features"):
+            raise ValueError(f"loss.lambda_fm needs patch critics, not disc_type={cfg.model.disc_type!r}")
 
     def _compiled_net(self) -> Callable[..., Any]:
         """``torch.compile`` of the generator side (compiled on the first step; parameters shared).
@@ -254,8 +261,10 @@ class Trainer:
     def latent_noise(
         self, positions: list[int], round_: int, size: tuple[int, int]
     ) -> tuple[torch.Tensor, ...]:
+        """(ε_posterior, ε_prior) for the batch, each N×Z×h×w; ε_prior = 0 with loss.gen_at_prior_mean."""
         shape = self.net.latent_shape(*size)
-        return self._per_sample(positions, round_, 4, shape), self._per_sample(positions, round_, 5, shape)
+        eps_post, eps_prior = (self._per_sample(positions, round_, tag, shape) for tag in (4, 5))
+        return eps_post, torch.zeros_like(eps_prior) if self.cfg.loss.gen_at_prior_mean else eps_prior
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
@@ -342,7 +351,24 @@ class Trainer:
         )
         app_rec = multiscale_l1(out.rec, image)
         app_g = multiscale_l1(out.gen, image, weight=1 - hole)
-        hole_g = multiscale_l1(out.gen, image, weight=hole) if L.lambda_hole_g > 0 else app_g.new_zeros(())
+        zero_loss = app_g.new_zeros(())
+        hole_g = (
+            multiscale_l1(out.gen, image, weight=hole, norm=L.hole_norm) if L.lambda_hole_g > 0 else zero_loss
+        )
+        fill = composite(out.gen[-1], image, hole)
+        texture = fm = zero_loss
+        if self.texture_net is not None:
+            with self.autocast():
+                fake_t = self.texture_net(fill)
+                with torch.no_grad():
+                    real_t = self.texture_net(image)
+            texture = texture_loss([f.float() for f in fake_t], [f.float() for f in real_t], hole)
+        if L.lambda_fm > 0:
+            with self.autocast():
+                fake_d = self.d_gen.features(fill)
+                with torch.no_grad():
+                    real_d = self.d_gen.features(image)
+            fm = feature_matching([f.float() for f in fake_d], [f.float() for f in real_d])
         with self.autocast():
             ad_g = generator_adv_loss(
                 L.gan_mode, self.d_gen(self._d2_fakes(out.gen[-1], image, hole)).float()
@@ -360,6 +386,8 @@ class Trainer:
             "hole_g": hole_g,
             "ad_g": ad_g,
             "ad_rec": ad_rec,
+            "texture": texture,
+            "fm": fm,
         }
 
     def g_total(self, t: dict[str, torch.Tensor], scales: int) -> torch.Tensor:
@@ -372,6 +400,8 @@ class Trainer:
             + L.lambda_hole_g * t["hole_g"]
             + L.lambda_g * t["ad_g"]
             + L.lambda_rec_adv * t["ad_rec"]
+            + L.lambda_texture * t["texture"]
+            + L.lambda_fm * t["fm"]
         )
 
     def g_step(self, image: torch.Tensor, hole: torch.Tensor, out: TrainOutput) -> dict[str, float]:
@@ -510,6 +540,7 @@ class RunSummary:
     samples_per_second: float
     last: dict[str, float]
     interrupted: bool = False  # stopped early by Ctrl-C / SIGTERM (after saving a checkpoint)
+    timed_out: bool = False  # stopped by the time limit (after saving a checkpoint)
 
 
 class _StopRequest:
@@ -564,10 +595,14 @@ class _Logger:
 
 
 def _validation_set(cfg: Config, source: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed validation images (no augmentation) and fixed masks (seeded), N×3×S×S and N×1×S×S."""
+    """Fixed validation images (no augmentation) and fixed masks (seeded), N×3×S×S and N×1×S×S.
+
+    N = ``train.val_images``; with fewer photos than that, the photos repeat, each time with another mask.
+    """
     ds = ImageDataset(source, cfg.data.size, train=False, seed=cfg.train.seed)
-    n = min(cfg.train.val_images, len(ds))
-    images = torch.stack([ds[i]["image"] for i in range(n)])
+    n = cfg.train.val_images if len(ds) else 0
+    photos = [ds[i]["image"] for i in range(min(n, len(ds)))]
+    images = torch.stack([photos[i % len(photos)] for i in range(n)])
     sampler = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
     holes = torch.stack(
         [sampler(np.random.default_rng(derive_seed(cfg.train.seed, 99, i))) for i in range(n)]
@@ -577,23 +612,51 @@ def _validation_set(cfg: Config, source: str | Path) -> tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def validate(
-    net: DualPathInpainter, images: torch.Tensor, holes: torch.Tensor, batch_size: int = 8
+    net: DualPathInpainter, images: torch.Tensor, holes: torch.Tensor, batch_size: int = 8, seed: int = 0
 ) -> dict[str, float]:
-    """PSNR / SSIM (whole image and hole only) of the deterministic fill on fixed validation data."""
-    from .metrics import psnr, ssim
+    """Quality of the deterministic fill on fixed validation data, and what the network adds.
+
+    ``val/psnr``, ``val/ssim``, ``val/psnr_hole``: the fill against the photo (whole image; hole only).
+    ``val/detail``: the hole's detail ratio (metrics.detail_ratio, pooled over the set). With a smooth
+    fill (``model.prefill``): ``val/gain_hole_db`` = hole PSNR of the fill minus that of the model's own
+    smooth fill (what the network contributes), and ``val/detail_fill`` the smooth fill's detail.
+    Dual-path networks: ``val/sample_diff``, the mean |difference| in the hole between two prior draws,
+    in grey levels (0–255): 0 when the latent is ignored.
+    """
+    from .metrics import gradient_energy, psnr, ssim
 
     was_training = net.training
     net.eval()
-    rows = {"val/psnr": [], "val/ssim": [], "val/psnr_hole": []}
+    rows: dict[str, list[torch.Tensor]] = {"val/psnr": [], "val/ssim": [], "val/psnr_hole": []}
+    energy = {"fill": [], "base": [], "real": []}
     device = next(net.parameters()).device
+    dual = isinstance(net, DualPathInpainter)
+    g = torch.Generator().manual_seed(seed)
     for i in range(0, images.shape[0], batch_size):
         img, hole = images[i : i + batch_size].to(device), holes[i : i + batch_size].to(device)
         pred = net.complete(img, hole).float().clamp(-1, 1)
         rows["val/psnr"].append(psnr(pred, img))
         rows["val/ssim"].append(ssim(pred, img))
         rows["val/psnr_hole"].append(psnr(pred, img, hole))
+        energy["fill"].append(gradient_energy(pred, hole)[0])
+        energy["real"].append(gradient_energy(img, hole)[0])
+        base = net.prefill(img, hole) if dual else None
+        if base is not None:
+            base = composite(base.float().clamp(-1, 1), img, hole)
+            rows.setdefault("val/gain_hole_db", []).append(psnr(pred, img, hole) - psnr(base, img, hole))
+            energy["base"].append(gradient_energy(base, hole)[0])
+        if dual:
+            two = net.complete(img, hole, samples=2, generator=g).float().clamp(-1, 1)
+            diff = ((two[0] - two[1]).abs() * hole).sum((1, 2, 3)) / (3 * hole.sum((1, 2, 3))).clamp_min(1)
+            rows.setdefault("val/sample_diff", []).append(diff * 127.5)
     net.train(was_training)
-    return {k: float(torch.cat(v).mean()) for k, v in rows.items()}
+    out = {k: float(torch.cat(v).float().nanmean()) for k, v in rows.items()}
+    real = float(torch.cat(energy["real"]).sum())
+    if real > 0:
+        out["val/detail"] = float(torch.cat(energy["fill"]).sum()) / real
+        if energy["base"]:
+            out["val/detail_fill"] = float(torch.cat(energy["base"]).sum()) / real
+    return out
 
 
 @torch.no_grad()
@@ -633,7 +696,7 @@ def make_trainer(cfg: Config, device: torch.device | str = "cpu", dist: DistInfo
     """The trainer of ``cfg.model.family``: the dual-path Trainer, or a baseline's subclass of it."""
     if cfg.model.family == "dualpath":
         return Trainer(cfg, device, dist)
-    from .baseline_models import BASELINE_TRAINERS
+    from .baseline_trainers import BASELINE_TRAINERS
 
     return BASELINE_TRAINERS[cfg.model.family](cfg, device, dist)
 
@@ -650,13 +713,15 @@ def train(
     device: str | None = None,
     dist: DistInfo | None = None,
     progress: bool = True,
+    time_limit: float | None = None,
 ) -> RunSummary:
     """Train (or resume) a run in ``out_dir``; returns a summary. Rank 0 alone writes files.
 
     With ``resume`` the run's stored config and data source are used (``cfg``/``data`` may be None);
     ``steps`` may raise the step budget. ``init`` starts a new run from another model's weights
-    (:meth:`Trainer.init_from`). Raises TrainingDiverged on a non-finite loss. Warnings (an
-    unreadable image skipped, …) are printed one line each.
+    (:meth:`Trainer.init_from`). ``time_limit`` (seconds): stop after the step that crosses it, save,
+    and return (``RunSummary.timed_out``); ``--resume`` continues. Raises TrainingDiverged on a
+    non-finite loss. Warnings (an unreadable image skipped, …) are printed one line each.
     """
     with one_line_warnings():
         return _train(
@@ -670,6 +735,7 @@ def train(
             device=device,
             dist=dist,
             progress=progress,
+            time_limit=time_limit,
         )
 
 
@@ -685,8 +751,12 @@ def _train(
     device: str | None,
     dist: DistInfo | None,
     progress: bool,
+    time_limit: float | None = None,
 ) -> RunSummary:
     from tqdm import tqdm
+
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"--time-limit must be a positive number of seconds, got {time_limit}")
 
     dist = dist or DistInfo()
     out_dir = Path(out_dir)
@@ -773,16 +843,39 @@ def _train(
         barrier()
 
     stop = _StopRequest()
+    deadline = None if time_limit is None else t0 + time_limit
     try:
         with stop:
-            _loop(trainer, stream, cfg, total_steps, dist, log, bar, save, out_dir, val_set, grid_src, stop)
+            timed_out = _loop(
+                trainer,
+                stream,
+                cfg,
+                total_steps,
+                dist,
+                log,
+                bar,
+                save,
+                out_dir,
+                val_set,
+                grid_src,
+                stop,
+                deadline,
+            )
     finally:
         bar.close()
         log.close()
     elapsed = max(time.time() - t0, 1e-9)
     done = trainer.step - start_step
     rate = done * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
-    return RunSummary(trainer.step, out_dir, elapsed, rate, trainer.last_values, interrupted=stop.requested)
+    return RunSummary(
+        trainer.step,
+        out_dir,
+        elapsed,
+        rate,
+        trainer.last_values,
+        interrupted=stop.requested,
+        timed_out=timed_out,
+    )
 
 
 def _loop(
@@ -798,8 +891,10 @@ def _loop(
     val_set: Any,
     grid_src: Any,
     stop: _StopRequest,
-) -> None:
-    """The step loop: train, log, sample, validate, checkpoint; stops (after saving) when asked to."""
+    deadline: float | None = None,
+) -> bool:
+    """The step loop: train, log, sample, validate, checkpoint; stops (after saving) when asked to, or
+    after the step that crosses ``deadline`` (a ``time.time()`` value; then returns True)."""
     main, t0, start_step = dist.is_main, time.time(), trainer.step
     try:
         while trainer.step < total_steps:
@@ -824,16 +919,22 @@ def _loop(
                 save_image_atomic(tensor_to_pil(grid), out_dir / "samples" / f"step_{s:07d}.png")
             if main and val_set is not None and s % cfg.train.val_every == 0:
                 log.scalars(s, validate(trainer.inference_net, *val_set))
+            late = deadline is not None and any_rank(time.time() >= deadline)
             if s % cfg.train.ckpt_every == 0 or s == total_steps:
                 save()
             elif any_rank(stop.requested):
                 stop.requested = True
                 save()
+            elif late:
+                save()
             if stop.requested:
-                return
+                return False
+            if late and s < total_steps:
+                return True
     except KeyboardInterrupt:  # a second Ctrl-C: save what the last complete step left, then abort
         save()
         raise
+    return False
 
 
 def total_parameters(module: nn.Module) -> int:
