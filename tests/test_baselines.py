@@ -68,11 +68,29 @@ def test_baseline_edge_cases(name):
         fn(image, torch.zeros(1, 1, 16, 16))
 
 
-def test_patchmatch_is_deterministic():
-    if "patchmatch" not in AVAILABLE:
-        with pytest.raises(ImportError, match="pip install patchmatch-cython"):
-            get_baseline("patchmatch")(gradient_image(), hole_mask())
-        return
+def test_patchmatch_where_installed():
+    """The present path: patchmatch-cython (a dev and eval dependency) fills the hole deterministically
+    for a seed (the generic tests above also run it: it is in AVAILABLE)."""
+    pytest.importorskip("patchmatch_cython", reason="patchmatch-cython is not installed")
+    assert "patchmatch" in AVAILABLE
     a = get_baseline("patchmatch")(gradient_image(), hole_mask())
     b = get_baseline("patchmatch")(gradient_image(), hole_mask())
     assert torch.equal(a, b)
+    assert not torch.equal(a, quantised(gradient_image()) * (1 - hole_mask()))  # the hole was filled
+
+
+def test_patchmatch_missing_package_is_an_install_hint(monkeypatch):
+    """The missing path, tested everywhere by simulating the package's absence (``import
+    patchmatch_cython`` raises ImportError): the baseline is left out of the available ones and calling
+    it raises ImportError naming the package to install; the other baselines are unaffected."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "patchmatch_cython", None)  # makes the import fail
+    with pytest.raises(ImportError):
+        import patchmatch_cython  # noqa: F401
+    assert available_baselines() == [n for n in AVAILABLE if n != "patchmatch"]
+    with pytest.raises(
+        ImportError, match=r"^patchmatch-cython is not installed: pip install patchmatch-cython$"
+    ):
+        get_baseline("patchmatch")(gradient_image(), hole_mask())
+    assert get_baseline("telea")(gradient_image(), hole_mask()).shape == (1, 3, 64, 64)

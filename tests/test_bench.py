@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dualinpaint import bench
+from dualinpaint import bench, fastpath
 from dualinpaint.cli import main
+
+from .test_fast_path import BF16_MAX_ABS, BF16_RAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,6 +39,7 @@ def test_run_bench_tiny_inference_and_training() -> None:
         train_sizes=[32],
         batch=2,
         threads=1,
+        precision="fp32",  # fp32 against fp32 at fp32 tolerances, with or without native bf16
     )
     m = report["machine"]
     assert m["threads"] == 1 and isinstance(m["bf16_supported"], bool) and m["physical_cores"] >= 1
@@ -44,17 +47,33 @@ def test_run_bench_tiny_inference_and_training() -> None:
     rows = report["inference"]
     # one baseline and one fast-path row per size (sizes are multiples of the stride 16)
     assert [r["size"] for r in rows] == [32, 32, 48, 48]
-    assert rows[0]["variant"] == "fp32 baseline" and rows[1]["variant"].startswith("fast path")
+    assert rows[0]["variant"] == "fp32 baseline"
+    assert rows[1]["variant"] == "fast path (frozen, channels_last, inference_mode, fp32)"
+    assert report["settings"]["precision"] == "fp32"
     for r in rows:
         assert {"median_s", "min_s", "max_s", "q1_s", "q3_s", "speedup", "max_abs_diff"} <= set(r)
         assert r["min_s"] <= r["median_s"] <= r["max_s"] and r["runs"] == 1
         assert r["max_abs_diff"] < 1e-4
     train = report["train"]
     assert [(r["size"], r["batch"]) for r in train] == [(32, 2), (32, 2)]
-    assert train[0]["variant"] == "fp32 channels-first" and train[1]["variant"].startswith("channels_last")
+    assert train[0]["variant"] == "fp32 channels-first" and train[1]["variant"] == "channels_last (fp32)"
     assert train[0]["gan_mode"] == "wgangp" and all(r["samples_per_s"] > 0 for r in train)
     md = bench.to_markdown(report)
     assert "native bf16: " in md and "| 32² | fp32 baseline |" in md and "samples/s" in md
+
+
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_auto_precision_follows_the_bf16_detection(forced: str, monkeypatch) -> None:
+    """Both branches on any CPU (``DUALINPAINT_BF16``): the fast path row in bf16 is within the bf16
+    tolerance of fp32 (test_fast_path.py), in fp32 within float rounding."""
+    net, _, _ = bench.load_network(None, "tiny")
+    monkeypatch.setenv(fastpath.BF16_ENV, forced)
+    base, fast = bench.bench_inference(net, [32], runs=1, warmup=0)
+    assert base["max_abs_diff"] == 0.0
+    if forced == "1":
+        assert fast["variant"].endswith(", bf16)") and BF16_RAN < fast["max_abs_diff"] < BF16_MAX_ABS
+    else:
+        assert fast["variant"].endswith(", fp32)") and fast["max_abs_diff"] < 1e-4
 
 
 def test_bench_command_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -110,6 +129,7 @@ def test_full_size_photo_case() -> None:
     assert row["image"] == [4000, 3000] and row["peak_rss_mb"] < 4096
 
 
+@pytest.mark.slow  # 1.5 GiB of ballast, ~4 s
 def test_peak_memory_of_a_child_is_its_own_not_the_parents() -> None:
     """Linux carries a parent's ru_maxrss into a forked-and-exec'd child; the photo case's peak must not."""
     import subprocess

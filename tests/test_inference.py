@@ -270,7 +270,6 @@ def test_working_size_default_and_rounding(inpainter: Inpainter) -> None:
         Inpainter(inpainter.net, inpainter.cfg, working_size=16)
 
 
-@pytest.mark.slow
 def test_4000x3000_small_hole(inpainter: Inpainter, shapes: list) -> None:
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8))

@@ -11,18 +11,23 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'dualinpaint[web]'")
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+from dualinpaint.config import load_config
+from dualinpaint.generator import DualPathInpainter
+from dualinpaint.inference import Inpainter
+from dualinpaint.web.app import create_app, running_server
+from dualinpaint.web.screenshot import CHROMIUM, chromium_page, inpaint_in_page
 
-from dualinpaint.web.screenshot import CHROMIUM, chromium_page, inpaint_in_page  # noqa: E402
+pytestmark = pytest.mark.slow  # starts Chromium and a server: several seconds
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)", allow_module_level=True)
 
-from dualinpaint.config import load_config  # noqa: E402
-from dualinpaint.generator import DualPathInpainter  # noqa: E402
-from dualinpaint.inference import Inpainter  # noqa: E402
-from dualinpaint.web.app import create_app, running_server  # noqa: E402
+@pytest.fixture(autouse=True)
+def browser() -> None:
+    """Skip (in the slow run; the default run deselects this module) without the browser's pieces."""
+    pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'dualinpaint[web]'")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
+
 
 W, H = 320, 240
 STROKE = [(120, 120), (200, 120)]  # image pixels

@@ -6,10 +6,11 @@ Rows (each timed after ``warmup`` untimed runs; median and spread of ``runs`` ti
   (a) ``fp32 baseline``: the network as loaded (spectral-norm parametrizations, channels-first, fp32,
   ``torch.no_grad``); (b) ``fast path``: ``fastpath.prepare_for_inference`` (frozen spectral norm, blocked
   attention, channels_last) under ``torch.inference_mode`` with bf16 autocast only where the CPU supports
-  it; (c) ``torch.compile`` of (b) (``--compile``; the first call's time is reported as compile time);
-  (d) ``onnxruntime``: the dynamic-size ONNX export in ONNX Runtime (``--onnx``; export time reported),
-  as the package's ``--runtime onnx`` runs it: a model's smooth fill is computed by PyTorch on the
-  hole's box and fed to the graph (``export.onnx_graph(prefill_input=True)``), the rest runs in ORT.
+  it (``--precision fp32|bf16`` forces one); (c) ``torch.compile`` of (b) (``--compile``; the first
+  call's time is reported as compile time); (d) ``onnxruntime``: the dynamic-size ONNX export in ONNX
+  Runtime (``--onnx``; export time reported), as the package's ``--runtime onnx`` runs it: a model's
+  smooth fill is computed by PyTorch on the hole's box and fed to the graph
+  (``export.onnx_graph(prefill_input=True)``), the rest runs in ORT.
   Every row also gives the max abs difference of its output from (a).
 - photo (``--photo``): a 4000×3000 JPEG with a ~10 % hole, end to end (decode JPEG and mask → Inpainter:
   crop, fill, paste → encode JPEG), in a fresh Python process so that its peak resident memory
@@ -176,14 +177,18 @@ def bench_inference(
     compile: bool = False,
     onnx: bool = False,
     threads: int | None = None,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Rows of single-image inference timings: baseline, fast path, optionally compile and ONNX Runtime."""
+    """Rows of single-image inference timings: baseline, fast path, optionally compile and ONNX Runtime.
+
+    ``precision`` (auto, fp32, bf16) is the fast path's, as ``Inpainter``'s: auto is bf16 only where the
+    CPU computes bf16 natively."""
     import torch
 
-    from .fastpath import bf16_supported, prepare_for_inference
+    from .fastpath import prepare_for_inference, resolve_precision
 
     stride = net.cfg.stride
-    bf16 = bf16_supported()
+    bf16 = resolve_precision(precision) == "bf16"
     fast = prepare_for_inference(net, channels_last=True)
     fast_name = "fast path (frozen, channels_last, inference_mode" + (", bf16)" if bf16 else ", fp32)")
     session, export_s, onnx_note = None, None, None
@@ -392,19 +397,30 @@ class _FixedStream:
 
 
 def bench_train(
-    preset: str, sizes: list[int], batch: int, *, runs: int, warmup: int, compile: bool = False
+    preset: str,
+    sizes: list[int],
+    batch: int,
+    *,
+    runs: int,
+    warmup: int,
+    compile: bool = False,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where supported), then with
-    ``compile`` channels-first + ``train.compile`` (its first step, which compiles, is ``first_step_s``)."""
+    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where supported, or as
+    ``precision`` forces it), then with ``compile`` channels-first + ``train.compile`` (its first step,
+    which compiles, is ``first_step_s``)."""
     import warnings
 
     from .config import load_config
-    from .fastpath import bf16_supported
+    from .fastpath import resolve_precision
     from .train import make_trainer
 
-    bf16 = bf16_supported()
+    bf16 = resolve_precision(precision) == "bf16"
     variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
-    fast = "channels_last + bf16" if bf16 else "channels_last (fp32: no native bf16)"
+    if bf16:
+        fast = "channels_last + bf16"
+    else:
+        fast = "channels_last (fp32)" if precision == "fp32" else "channels_last (fp32: no native bf16)"
     variants.append((fast, ["train.channels_last=true", f"train.bf16={str(bf16).lower()}"]))
     if compile:
         variants.append(("fp32 channels-first + train.compile", [*variants[0][1], "train.compile=true"]))
@@ -457,12 +473,16 @@ def run_bench(
     compile: bool = False,
     onnx: bool = False,
     photo: bool = False,
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """Everything ``dualinpaint bench`` measures, as one JSON-ready dict."""
+    """Everything ``dualinpaint bench`` measures, as one JSON-ready dict. ``precision`` (auto, fp32,
+    bf16) is the fast path's and the fast training row's (auto: bf16 only where the CPU computes it
+    natively)."""
     import torch
 
-    from .fastpath import set_threads
+    from .fastpath import resolve_precision, set_threads
 
+    resolved = resolve_precision(precision)
     if runs < 1 or warmup < 0 or batch < 1:
         raise ValueError(f"--runs {runs} must be >= 1, --warmup {warmup} >= 0 and --batch {batch} >= 1")
     if threads is not None and threads < 1:
@@ -487,9 +507,17 @@ def run_bench(
             "warmup": warmup,
             "sizes": list(sizes),
             "threads": torch.get_num_threads(),
+            "precision": resolved,
         },
         "inference": bench_inference(
-            net, list(sizes), runs=runs, warmup=warmup, compile=compile, onnx=onnx, threads=threads
+            net,
+            list(sizes),
+            runs=runs,
+            warmup=warmup,
+            compile=compile,
+            onnx=onnx,
+            threads=threads,
+            precision=resolved,
         ),
         "photo": [],
         "train": [],
@@ -502,7 +530,13 @@ def run_bench(
         )
     if train:
         report["train"] = bench_train(
-            train_config, list(train_sizes), batch, runs=runs, warmup=warmup, compile=compile
+            train_config,
+            list(train_sizes),
+            batch,
+            runs=runs,
+            warmup=warmup,
+            compile=compile,
+            precision=resolved,
         )
     return report
 
@@ -606,6 +640,7 @@ def bench_command(args: Any) -> int:
         compile=args.compile,
         onnx=args.onnx,
         photo=args.photo,
+        precision=args.precision,
     )
     text = to_markdown(report)
     print(text, end="")
@@ -648,6 +683,13 @@ def add_bench_arguments(parser: Any) -> None:
     )
     p.add_argument(
         "--photo", action="store_true", help="also time a 4000×3000 photo end to end, with peak memory"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="fast path and fast training row: auto (default): bf16 only where the CPU computes it "
+        "natively; fp32 or bf16 force it",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="write everything as JSON")
     p.add_argument("--markdown", default=None, metavar="OUT", help="write the tables as Markdown")

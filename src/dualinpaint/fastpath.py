@@ -11,8 +11,9 @@ rounding) but faster on a CPU:
   CPU cache, and the two value products (decoder and encoder features) share one matrix product. This
   is exact: each row of a softmax only depends on that row.
 
-Also: whether this CPU computes bf16 natively (``bf16_supported``), the number of physical cores
-(``physical_cores``) and ``resolve_precision`` ("auto" → bf16 only where supported).
+Also: whether this CPU computes bf16 natively (``bf16_supported``; the environment variable
+``DUALINPAINT_BF16=0|1`` forces the answer), the number of physical cores (``physical_cores``) and
+``resolve_precision`` ("auto" → bf16 only where supported).
 """
 
 from __future__ import annotations
@@ -30,8 +31,22 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BLOCK_ELEMENTS = 1 << 20  # attention rows per block × positions ≈ 1 M floats (4 MB): fits in L2/L3
 
 
+BF16_ENV = "DUALINPAINT_BF16"
+
+
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 autocast runs natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX."""
+    """True where bf16 autocast runs natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX.
+
+    The environment variable ``DUALINPAINT_BF16`` overrides the detection for every device: ``1`` answers
+    True (bf16 autocast then runs even where it is only emulated, correct but slow), ``0`` answers False;
+    unset or empty: detect. Any other value is a ValueError. ``precision="auto"`` (``resolve_precision``)
+    and ``train.bf16`` both follow this answer, so the tests can take either branch on any machine.
+    """
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ValueError(f"{BF16_ENV}={forced!r} must be 0 (no bf16) or 1 (bf16), or unset (detect)")
+        return forced == "1"
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dualinpaint.images import mask_to_tensor
+from dualinpaint.inference import mask_array
+
 from .conftest import (
-    BOX,
     H,
     W,
     assert_outside_identical,
     assert_warning_lines,
+    grey_edge_mask,
     hole_array,
     mask_image,
     photo,
@@ -79,15 +82,32 @@ def test_inverted_mask_with_invert_flag(tmp_path, capsys, model_dir, src):
 
 def test_non_binary_grey_mask_is_thresholded_at_127(tmp_path, capsys, model_dir, src):
     """Outcome: correct result; 128 and above is a hole, 127 and below is kept."""
-    arr = np.full((H, W), 100, np.uint8)
-    arr[hole_array()] = 200
-    arr[2, 2:10] = 127  # just below the threshold: kept
-    arr[30, 2:10] = 128  # just above: a hole
+    arr = grey_edge_mask()
     mask = write(Image.fromarray(arr), tmp_path / "mask.png")
     out = tmp_path / "out.png"
     code, _, err = fill(capsys, model_dir, src, mask, out)
     assert code == 0 and err == ""
     assert_outside_identical(rgb_of(src), rgb_of(out), arr > 127)
+
+
+@pytest.mark.parametrize("form", ["PIL-L", "PIL-RGB", "PIL-LA-alpha", "uint8-HxW", "uint8-HxWx3", "int64"])
+def test_grey_127_is_kept_and_128_is_a_hole_through_the_api(inpainter, form):
+    """Outcome: correct result; the threshold is the documented 127 for PIL masks (images.mask_to_tensor)
+    and integer arrays (inference.mask_array) alike: 127 is kept, 128 is a hole."""
+    arr = grey_edge_mask()
+    mask = {
+        "PIL-L": lambda: Image.fromarray(arr, "L"),
+        "PIL-RGB": lambda: Image.fromarray(arr, "L").convert("RGB"),
+        "PIL-LA-alpha": lambda: Image.merge("LA", (Image.new("L", (W, H), 255), Image.fromarray(arr, "L"))),
+        "uint8-HxW": lambda: arr,
+        "uint8-HxWx3": lambda: np.repeat(arr[..., None], 3, -1),
+        "int64": lambda: arr.astype(np.int64),
+    }[form]()
+    assert np.array_equal(mask_array(mask, (W, H)), arr > 127)
+    if isinstance(mask, Image.Image):
+        assert np.array_equal(mask_to_tensor(mask)[0, 0].numpy() > 0.5, arr > 127)
+    image = photo()
+    assert_outside_identical(np.asarray(image), np.asarray(inpainter(image, mask)), arr > 127)
 
 
 def test_lossy_jpeg_mask(tmp_path, capsys, model_dir, src):
@@ -192,6 +212,23 @@ MASKS = {
 }
 
 
+# the mode each mask file has when read back: the test covers the mode its name says
+MODES_ON_DISK = {
+    "alpha-brush-RGBA": "RGBA",
+    "alpha-brush-LA": "LA",
+    "opaque-RGBA": "RGBA",
+    "P-transparent-background": "P",
+    "mode-1": "1",
+    "mode-P": "P",
+    "mode-RGB": "RGB",
+    "mode-I;16": "I;16",
+    "mode-I": "I",
+    "mode-I-16bit": "I",
+    "mode-F": "F",
+    "mode-CMYK": "CMYK",
+}
+
+
 @pytest.mark.parametrize("kind", list(MASKS))
 def test_mask_with_alpha_or_in_another_mode(tmp_path, capsys, model_dir, src, kind):
     """Outcome: correct result: the hole is the white (or painted-alpha) area whatever the mode."""
@@ -200,8 +237,10 @@ def test_mask_with_alpha_or_in_another_mode(tmp_path, capsys, model_dir, src, ki
     out = tmp_path / "out.png"
     code, _, err = fill(capsys, model_dir, src, mask, out)
     assert code == 0 and err == "", err
+    with Image.open(mask) as on_disk:
+        assert on_disk.mode == MODES_ON_DISK[kind], (kind, on_disk.mode)
+        assert np.array_equal(mask_array(on_disk, (W, H)), hole_array())  # the code reads the hole
     assert_outside_identical(rgb_of(src), rgb_of(out), hole_array())
-    assert BOX
 
 
 @pytest.mark.parametrize("kind", ["bool", "uint8-255", "float-01", "tensor-1x1xHxW", "HxWx3"])

@@ -222,17 +222,41 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_state(
 # -------------------------------------------------------------------------------------------- SIGKILL
 
 KILL_STEPS = 14
+PAUSE_S = 0.1  # added to each step of the killed runs (a sleep: the computation is unchanged)
+
+# `dualinpaint train …` with every training step PAUSE_S longer: however fast the machine, a step lasts
+# long enough for the test to see it begin (its log line) and kill the run inside it
+SLOWED_CLI = f"""
+import sys, time
+from dualinpaint.cli import main
+from dualinpaint.train import Trainer
+step = Trainer.train_step
+def slowed(self, stream):
+    time.sleep({PAUSE_S})
+    return step(self, stream)
+Trainer.train_step = slowed
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(run / ckpt.WEIGHTS_NAME)
 
 
+def _logged(run: Path) -> int:
+    try:
+        return (run / "log.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path, capsys, photos):
-    """10 trials: a tiny run checkpointing every step is SIGKILLed at a random moment; every checkpoint
-    on disk is readable, ``--resume`` continues from the last complete one (the next logged step follows
-    it), and the final weights equal an uninterrupted run's."""
+    """10 trials: a tiny run checkpointing every step is SIGKILLed at a random moment of a step chosen at
+    random (10 different steps, on a fast machine as on a slow one: the test waits for that step's log
+    line, then kills within the next ``PAUSE_S``, while the checkpoint is written or the next step runs);
+    every checkpoint on disk is readable, ``--resume`` continues from the last complete one (the next
+    logged step follows it), and the final weights equal an uninterrupted run's."""
     settings = ["--set", "train.ckpt_every=1", "--set", "data.batch_size=2"]
     reference = tmp_path / "reference"
     code, _, err = new_run(capsys, photos, reference, KILL_STEPS, *settings)
@@ -241,24 +265,25 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, capsys, photos):
     rng = random.Random(8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     killed_at = []
-    for trial in range(10):
+    for trial, target in enumerate(rng.sample(range(1, KILL_STEPS), 10)):
         run = tmp_path / f"trial{trial}"
-        cmd = [sys.executable, "-m", "dualinpaint", "train", "--config", "tiny", "--data", str(photos)]
+        cmd = [sys.executable, "-c", SLOWED_CLI, "train", "--config", "tiny", "--data", str(photos)]
         cmd += ["--out", str(run), "--steps", str(KILL_STEPS), "--quiet", *FAST, *settings]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
         )
         deadline = time.time() + 120
-        while not (run / ckpt.STATE_NAME).exists():
+        while _logged(run) < target or not (run / ckpt.STATE_NAME).exists():
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "the training never wrote a checkpoint"
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5))
+            assert time.time() < deadline, f"the training never reached step {target}"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, PAUSE_S))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         proc.stderr.close()
         state_step, weights_step = assert_checkpoint_readable(run)  # nothing on disk is half-written
-        assert 1 <= state_step <= KILL_STEPS and weights_step in (state_step, state_step - 1)
+        # step `target` was logged, so the checkpoint of the step before it was complete
+        assert max(1, target - 1) <= state_step <= KILL_STEPS and weights_step in (state_step, state_step - 1)
         killed_at.append(state_step)
         logged = len((run / "log.jsonl").read_text().splitlines())
         code, _, err = train_cli(capsys, "--out", run, "--resume")
@@ -275,3 +300,4 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, capsys, photos):
             assert torch.equal(got[k], expected[k]), (trial, state_step, k)
     # the kills landed at different moments (not all before the first step or after the last)
     assert len(set(killed_at)) >= 3, killed_at
+    print(f"killed at steps {killed_at}")

@@ -26,7 +26,14 @@ import httpx  # noqa: E402
 
 from dualinpaint.web import app as web  # noqa: E402
 
-from .conftest import H, W, encoded, hole_array, mask_image, photo  # noqa: E402
+from .conftest import (  # noqa: E402
+    assert_outside_identical,
+    encoded,
+    grey_edge_mask,
+    hole_array,
+    mask_image,
+    photo,
+)
 from .test_images import UNREADABLE, png_header_only  # noqa: E402
 
 CAP_BYTES = 200 * 1024
@@ -53,13 +60,11 @@ def files_of(
 
 
 def assert_good_fill(response) -> None:
-    """200, a PNG of the input's size, outside the hole identical, the hole filled."""
+    """200, a PNG of the input's size, outside the hole identical, the hole filled (all of it)."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     out = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
-    before, hole = np.asarray(photo()), hole_array()
-    assert out.shape == before.shape
-    assert np.array_equal(out[~hole], before[~hole]) and not np.array_equal(out[hole], before[hole])
+    assert_outside_identical(np.asarray(photo()), out, hole_array())
 
 
 def assert_clean_4xx(response, status: int, *words: str) -> None:
@@ -196,6 +201,12 @@ def test_bad_request_is_a_one_line_4xx_and_the_next_request_works(client, kind):
     assert_good_fill(client.post("/api/inpaint", files=files_of()))
 
 
+def test_grey_mask_upload_is_thresholded_at_127(client):
+    """Outcome: correct result; in an uploaded mask 128 is a hole and 127 is not."""
+    mask = Image.fromarray(grey_edge_mask(), "L")
+    assert_good_fill(client.post("/api/inpaint", files=files_of(mask=encoded(mask))))
+
+
 def test_animated_gif_upload_uses_the_first_frame_and_says_so(client):
     """Outcome: warning (response header) + result from the first frame."""
     frames = [photo(), photo(seed=5)]
@@ -278,7 +289,7 @@ def test_32_concurrent_requests(live):
     "moment",
     ["headers-only", "half-the-body", "whole-body-then-gone", "lying-content-length"],
 )
-def test_client_that_disconnects_mid_request(live, moment):
+def test_client_that_disconnects_mid_request(app, live, moment):
     """Outcome: the server shrugs it off: it stays up, frees its fill slots and fills the next request."""
     body = multipart_body()
     send, declared, wait = {
@@ -292,4 +303,13 @@ def test_client_that_disconnects_mid_request(live, moment):
     with httpx.Client(base_url=live, timeout=60) as http:
         assert http.get("/api/health").json()["status"] == "ok"
         assert_good_fill(http.post("/api/inpaint", files=files_of()))
-        assert W and H
+    # every fill slot came back: both (workers=2) can be taken, once the abandoned fills have finished
+    slots, taken = app.state.model.slots, []
+    try:
+        for _ in range(2):
+            taken.append(slots.acquire(timeout=30))
+    finally:
+        for ok in taken:
+            if ok:
+                slots.release()
+    assert taken == [True, True], "an abandoned request kept a fill slot"
