@@ -84,12 +84,19 @@ def average_gradients(params: list[nn.Parameter]) -> None:
         offset += n
 
 
+def _collective_device() -> torch.device:
+    """Where small collective tensors must live: nccl takes CUDA tensors only, gloo CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     """Average a dict of floats across ranks (for logging); identity in one process."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     t /= dist.get_world_size()
     return dict(zip(keys, t.tolist(), strict=True))
@@ -99,7 +106,7 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any rank (so all ranks stop at the same step)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 

@@ -583,4 +583,5 @@ def freeze_for_inference(net: DualPathInpainter) -> DualPathInpainter:
         state[key] = getattr(net.get_submodule(path) if path else net, attr).detach().clone()
     plain.load_state_dict(state)
     net.train(was_training)
-    return plain.eval().requires_grad_(False)
+    device = next(net.parameters()).device  # the copy lives where the network does (CUDA too)
+    return plain.to(device).eval().requires_grad_(False)

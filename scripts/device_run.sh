@@ -1,0 +1,707 @@
+#!/usr/bin/env bash
+# The whole GPU visit in one command (about 480 s of work), or its CPU rehearsal (under a minute):
+#
+#   scripts/device_run.sh [--data DIR] OUTDIR             # on the GPU machine, from anywhere
+#   scripts/device_run.sh --rehearse [--data DIR] OUTDIR  # the same steps on the CPU, tiny sizes
+#
+# Runs from the repository root with PYTHONPATH=src and `python -m dualinpaint` (nothing installed,
+# nothing downloaded). Steps, each under its own `timeout` so that a slow one cannot eat the training time:
+#   1. the GPU tests: pytest -m gpu tests/test_gpu.py           -> OUTDIR/tests.log  (a failure is logged)
+#   2. speed on the device: inference of the shipped model at 256/512/1024, the photo preset's smooth
+#      fill per image, training samples/s of `photo` and `paper` at 256² and 128², fp32 and
+#      bf16 + channels_last                                      -> OUTDIR/bench.json (row by row)
+#      (`dualinpaint bench` has no device option, so this is the script's own timing of the same rows)
+#   3. fine-tune the shipped model (--init default, with the config stored in it) at 256² crops in
+#      bf16 + channels_last until the time left (--time-limit), checkpointed about every minute; a
+#      background loop turns the run's latest state.pt into OUTDIR files every CONVERT_EVERY seconds
+#   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
+# OUTDIR holds at most 8 plain files, none over 16 MB, each replaced atomically as the run goes:
+#   model.safetensors  the EMA generator, fp16, with the config in its metadata: `--model OUTDIR`,
+#                      `--init OUTDIR/model.safetensors`
+#   train.safetensors  net.* (the trained generator), d_rec.* and d_gen.* (the critics), fp16, same metadata
+#   config.yaml  log.jsonl  samples.png (the latest sample grid)  bench.json  tests.log  run.log
+# The photo corpus travels beside the repository in a git-ignored folder: --data DIR or CORPUS=DIR, default
+# data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
+# Knobs (environment): BUDGET (s, 480), BATCH (40), WORKERS (8), CONVERT_EVERY (60), PYTHON (python3).
+# Always exits 0 once its arguments are accepted; 2 for wrong arguments.
+
+set -u
+set -o pipefail
+
+usage() {
+    [ $# -gt 0 ] && echo "device_run.sh: $*" >&2
+    echo "usage: scripts/device_run.sh [--rehearse] [--data DIR] OUTDIR" >&2
+    exit 2
+}
+
+REHEARSE=0
+DATA_ARG="${CORPUS:-}"
+OUTDIR=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rehearse) REHEARSE=1 ;;
+        --data) [ $# -ge 2 ] || usage "--data needs a folder"; DATA_ARG=$2; shift ;;
+        --data=*) DATA_ARG=${1#--data=} ;;
+        -h | --help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
+        -*) usage "unknown option $1" ;;
+        *) [ -z "$OUTDIR" ] || usage "one OUTDIR only (got $OUTDIR and $1)"; OUTDIR=$1 ;;
+    esac
+    shift
+done
+[ -n "$OUTDIR" ] || usage "OUTDIR is missing"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "$DATA_ARG" ]; then
+    [ -d "$DATA_ARG" ] || usage "no corpus folder $DATA_ARG"
+    DATA_DIR=$(cd "$DATA_ARG" && pwd)
+elif [ "$REHEARSE" = 0 ]; then
+    DATA_DIR="$ROOT/data/debian-photos"
+    [ -d "$DATA_DIR" ] || usage "no corpus at $DATA_DIR: copy it there (git-ignored) or pass --data DIR"
+else
+    DATA_DIR=""  # the rehearsal makes a tiny corpus
+fi
+mkdir -p "$OUTDIR" 2>/dev/null || usage "cannot create $OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null 2>&1 || PY=python
+command -v "$PY" >/dev/null 2>&1 || usage "no python3 or python on PATH (set PYTHON)"
+
+cd "$ROOT" || exit 2
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/device_run.XXXXXX")
+HELPER="$WORK/helper.py"
+LOG="$OUTDIR/run.log"
+RUN="$WORK/run"
+STEPS="$WORK/steps.tsv"
+CONV_PID=""
+: >"$STEPS"
+export DEVICE_RUN_TMP="$WORK/tmp"
+mkdir -p "$DEVICE_RUN_TMP"
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+cleanup() {
+    if [ -n "$CONV_PID" ]; then kill "$CONV_PID" 2>/dev/null; wait "$CONV_PID" 2>/dev/null; fi
+    [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+if [ "$REHEARSE" = 1 ]; then  # CPU, the tiny preset, tiny sizes, a few steps
+    MODE=rehearsal
+    BUDGET=${BUDGET:-90}
+    T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
+    BATCH=${BATCH:-4} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
+    SIZE=32 STEPS_ARG=(--steps 6) CKPT_EVERY=2
+    # shellcheck disable=SC2054  # the commas are inside option values
+    BENCH_ARGS=(--sizes 32,64 --presets tiny --train-sizes 32 --prefill-size 32 --runs 1 --warmup 1)
+else
+    MODE=gpu
+    BUDGET=${BUDGET:-480}
+    # worst case (every step at its limit): 60 + 90 + 120 + (60 + 90) + 25 + 15 = 460 s, plus kill graces
+    T_PREPARE=60 T_TESTS=90 T_BENCH=120 T_FINAL=25 FINAL_RESERVE=40 TRAIN_STARTUP=60 MIN_TRAIN=60
+    # Batch 40: the shipped model is small (356 k generator parameters), so no batch the corpus allows
+    # fills an H200's arithmetic, and its biharmonic smooth fill is solved image by image
+    # (generator._biharmonic_solve: thousands of small kernels per image), so a step costs about the
+    # same per image at any batch. The corpus has 82 training photos and an epoch is cut into full
+    # global batches (train.epoch_batches drops the rest): 40 uses 80 of them per epoch. Capped below
+    # at the number of training images.
+    BATCH=${BATCH:-40} WORKERS=${WORKERS:-8} CONVERT_EVERY=${CONVERT_EVERY:-60}
+    SIZE=256 STEPS_ARG=() CKPT_EVERY=""
+    # shellcheck disable=SC2054  # the commas are inside option values
+    BENCH_ARGS=(--sizes 256,512,1024 --presets photo,paper --train-sizes 256,128 --prefill-size 256
+        --runs 3 --warmup 1)
+fi
+
+note() { echo "[device_run $(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$LOG"; }
+
+# run_step NAME SECONDS LOGFILE CMD...: CMD under `timeout` (TERM, then KILL 10 s later); never fails
+run_step() {
+    local name=$1 budget=$2 log=$3 t0=$SECONDS rc
+    shift 3
+    note "$name: start (budget ${budget} s)"
+    timeout -k 10 "$budget" "$@" >>"$log" 2>&1
+    rc=$?
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$budget" >>"$STEPS"
+    case $rc in
+        0) note "$name: ok ($((SECONDS - t0)) s)" ;;
+        124 | 137) note "$name: STOPPED at its time budget (rc $rc, $((SECONDS - t0)) s)" ;;
+        *) note "$name: FAILED (rc $rc, $((SECONDS - t0)) s; see $(basename "$log"))" ;;
+    esac
+    return 0
+}
+
+cat >"$HELPER" <<'PY'
+"""device_run.sh's helper: prepare, bench, ckpt-every, convert, summary (run with PYTHONPATH=src)."""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+GAP = (
+    "dualinpaint bench has no device option: bench.bench_inference makes CPU inputs (_example), "
+    "autocasts on 'cpu' and never synchronises a device; bench.bench_train calls make_trainer(cfg, 'cpu'); "
+    "both decide bf16 with fastpath.resolve_precision / bf16_supported() for the CPU. These rows are "
+    "device_run.sh's own timing of the same cases on the device (bench.measure, bench._FixedStream), "
+    "synchronising the device inside each timed call."
+)
+MAX_BYTES = 15 * 2**20  # OUTDIR files stay under the 16 MB a returned file may have
+
+
+def write_atomic(path, data):
+    """Replace ``path`` atomically. The temporary file goes to the work folder when that is on the same
+    file system, so that a kill mid-write leaves no ninth file in OUTDIR; else beside ``path``."""
+    import errno
+    import tempfile
+
+    from dualinpaint.images import atomic_write_bytes
+
+    spare = os.environ.get("DEVICE_RUN_TMP")
+    if spare:
+        fd, tmp = tempfile.mkstemp(dir=spare, prefix=Path(path).name + ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+            return
+        except OSError as err:
+            Path(tmp).unlink(missing_ok=True)
+            if err.errno != errno.EXDEV:
+                raise
+    atomic_write_bytes(path, data)
+
+
+# ----------------------------------------------------------------------------------------- prepare
+
+
+def cmd_prepare(a):
+    """Rehearsal corpus and init model if needed; the fine-tune config; shell assignments in prep.env."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from dualinpaint import checkpoint as ckpt
+    from dualinpaint.config import config_to_yaml, load_config
+    from dualinpaint.data import read_image_list, write_flist
+
+    work = Path(a.work)
+    data = Path(a.data) if a.data else None
+    init = a.init
+    if data is None:  # a few random photo-like JPEGs
+        data = work / "corpus"
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
+        paths = []
+        for i in range(12):
+            img = (
+                rng.uniform(0, 255, 3)
+                + rng.uniform(-3, 3, 3) * xx[..., None]
+                + rng.uniform(-3, 3, 3) * yy[..., None]
+            )
+            img += rng.normal(0, 8, img.shape)
+            path = data / "images" / f"photo_{i:02d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB").save(path, quality=90)
+            paths.append(path)
+        write_flist(paths[:9], data / "train.flist")
+        write_flist(paths[9:], data / "val.flist")
+    if init is None:  # the rehearsal fine-tunes a random tiny model
+        from dualinpaint.generator import DualPathInpainter
+
+        torch.manual_seed(0)
+        cfg = load_config("tiny")
+        ckpt.save_weights(work / "init", DualPathInpainter(cfg.model), cfg, 0)
+        init = str(work / "init" / "model.safetensors")
+    _, cfg, _ = ckpt.read_weights(ckpt.resolve_model(init))
+    (work / "finetune.yaml").write_text(config_to_yaml(cfg))
+    train = data / "train.flist" if (data / "train.flist").is_file() else data
+    val = data / "val.flist" if (data / "val.flist").is_file() else None
+    values = {
+        "INIT": init,
+        "TRAIN_SRC": train,
+        "VAL_SRC": val or "",
+        "N_TRAIN": len(read_image_list(train)),
+        "FINETUNE_CFG": work / "finetune.yaml",
+        "DEVICE": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    (work / "prep.env").write_text("".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items()))
+
+
+# ------------------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(a):
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from dualinpaint import bench as B
+    from dualinpaint.config import load_config
+    from dualinpaint.fastpath import bf16_supported, prepare_for_inference
+    from dualinpaint.masks import MaskSampler
+    from dualinpaint.train import make_trainer
+
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    def peak_reset():
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+
+    def peak_gb():
+        return round(torch.cuda.max_memory_allocated(dev) / 2**30, 3) if cuda else None
+
+    bf16 = bf16_supported(dev)
+    report = {
+        "note": GAP,
+        "device": str(dev),
+        "machine": B.machine_info(),
+        "settings": {"runs": a.runs, "warmup": a.warmup, "sizes": a.sizes, "batch": a.batch},
+        "inference": [],
+        "prefill": [],
+        "train": [],
+    }
+    if cuda:
+        p = torch.cuda.get_device_properties(dev)
+        report["cuda"] = {
+            "name": p.name,
+            "capability": f"{p.major}.{p.minor}",
+            "memory_gb": round(p.total_memory / 2**30, 1),
+            "multiprocessors": p.multi_processor_count,
+            "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "bf16": bf16,
+            "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        }
+    out = Path(a.json)
+
+    def save():
+        write_atomic(out, (json.dumps(report, indent=1) + "\n").encode())
+
+    save()
+
+    def timed(fn):
+        def run():
+            result = fn()
+            sync()
+            return result
+
+        return run
+
+    # inference of the shipped model, one image per size
+    net, cfg, described = B.load_network(a.model, None)
+    report["model"] = {"source": described, "parameters": sum(p.numel() for p in net.parameters())}
+    plain = net.to(dev)
+    fast = prepare_for_inference(net, channels_last=True).to(dev)  # built on the CPU: moved here
+    for size in a.sizes:
+        image, hole = B._example(size, cfg.model.stride)
+        image, hole = image.to(dev), hole.to(dev)
+        image_cl = image.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ref = plain.complete(image, hole)
+
+        def baseline(image=image, hole=hole, net=plain):
+            with torch.no_grad():
+                return net.complete(image, hole)
+
+        def fast_fp32(image=image_cl, hole=hole, net=fast):
+            with torch.inference_mode():
+                return net.complete(image, hole)
+
+        def fast_bf16(image=image_cl, hole=hole, net=fast):
+            with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16):
+                return net.complete(image, hole)
+
+        variants = [("fp32 baseline", baseline), ("fast path fp32 (frozen, channels_last)", fast_fp32)]
+        if bf16:
+            variants.append(("fast path bf16 autocast", fast_bf16))
+        base = None
+        for name, fn in variants:
+            peak_reset()
+            result = timed(fn)()
+            row = {"size": image.shape[-1], "variant": name, **B.measure(timed(fn), a.runs, a.warmup)}
+            row["max_abs_diff"] = float((result.float() - ref).abs().max())
+            base = base or row["median_s"]
+            row["speedup"] = base / row["median_s"]
+            row["peak_mem_gb"] = peak_gb()
+            report["inference"].append(row)
+            save()
+            print(f"inference {size}² {name}: {row['median_s'] * 1000:.1f} ms", flush=True)
+    del plain, fast, net
+
+    # the smooth fill (the photo preset's biharmonic prefill) on its own, per batch of training masks
+    pcfg = load_config(a.prefill_preset, [f"data.size={a.prefill_size}"])
+    if pcfg.model.prefill != "none":
+        from dualinpaint.generator import DualPathInpainter
+
+        pnet = DualPathInpainter(pcfg.model).to(dev)
+        size, n = a.prefill_size, a.batch
+        sampler = MaskSampler(pcfg.masks.mix, size, size)
+        holes = torch.stack([sampler(np.random.default_rng(i)) for i in range(n)]).to(dev)
+        image = (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(dev)
+
+        def prefill(image=image, holes=holes):
+            with torch.no_grad():
+                return pnet.prefill(image, holes)
+
+        row = {"preset": a.prefill_preset, "size": size, "batch": n, "fill": pcfg.model.prefill}
+        row.update(B.measure(timed(prefill), a.runs, a.warmup))
+        row["images_per_s"] = n / row["median_s"]
+        report["prefill"].append(row)
+        save()
+        print(f"prefill {a.prefill_preset} {size}² ×{n}: {row['median_s']:.3f} s", flush=True)
+        del pnet
+
+    # training steps on a fixed synthetic batch
+    variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
+    if bf16:
+        variants.append(("channels_last + bf16", ["train.channels_last=true", "train.bf16=true"]))
+    else:
+        variants.append(
+            ("channels_last (fp32: no native bf16)", ["train.channels_last=true", "train.bf16=false"])
+        )
+    for preset in a.presets:
+        for size in a.train_sizes:
+            base = None
+            for name, sets in variants:
+                over = [f"data.size={size}", "data.load_size=0", f"data.batch_size={a.batch}", *sets]
+                cfg = load_config(preset, over)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    trainer = make_trainer(cfg, dev)
+                stream = B._FixedStream(a.batch, size)
+                peak_reset()
+                t0 = time.perf_counter()
+                trainer.train_step(stream)
+                sync()
+                first = time.perf_counter() - t0
+                step = timed(lambda t=trainer, s=stream: t.train_step(s))
+                row = {
+                    "preset": preset,
+                    "size": size,
+                    "batch": a.batch,
+                    "variant": name,
+                    "gan_mode": cfg.loss.gan_mode,
+                    "n_critic": cfg.optim.n_critic,
+                    "first_step_s": first,
+                    **B.measure(step, a.runs, max(0, a.warmup - 1)),
+                }
+                row["samples_per_s"] = a.batch / row["median_s"]
+                base = base or row["samples_per_s"]
+                row["speedup"] = row["samples_per_s"] / base
+                row["peak_mem_gb"] = peak_gb()
+                report["train"].append(row)
+                save()
+                print(
+                    f"train {preset} {size}² ×{a.batch} {name}: {row['samples_per_s']:.1f} samples/s",
+                    flush=True,
+                )
+                del trainer, stream
+    return 0
+
+
+def cmd_ckpt_every(a):
+    """Steps per checkpoint for about one a minute, from the bench's bf16 training rate of the photo preset
+    (wider than the shipped model, so slower: conservative), halved for real data loading."""
+    try:
+        rows = json.loads(Path(a.bench).read_text())["train"]
+        row = next(
+            r for r in rows if r["preset"] == a.preset and r["size"] == a.size and "bf16" in r["variant"]
+        )
+        steps_per_s = row["samples_per_s"] / a.batch
+        print(max(5, int(0.5 * steps_per_s * 60)))
+    except Exception:  # noqa: BLE001 - no bench row: assume a slow 0.5 step/s
+        print(a.fallback)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- convert
+
+
+def _half(tensors):
+    out = {}
+    for k, t in tensors.items():
+        t = t.detach().cpu()
+        if t.is_floating_point() and (t.numel() == 0 or float(t.abs().max()) < 6e4):
+            t = t.half()
+        out[k] = t.contiguous()
+    return out
+
+
+def convert_state(run, out):
+    """run/state.pt → out/model.safetensors (EMA generator) + out/train.safetensors (net and critics)."""
+    import torch
+    from safetensors.torch import save as st_save
+
+    from dualinpaint import checkpoint as ckpt
+    from dualinpaint.config import Config
+
+    state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
+    cfg = Config.from_dict(state["config"])
+    meta = {"format_version": ckpt.FORMAT_VERSION, "step": int(state["step"]), "config": cfg.to_dict()}
+    text = json.dumps(meta)
+    ema = state.get("ema") or state["net"]
+    both = {f"net.{k}": v for k, v in state["net"].items()}
+    for name in ("d_rec", "d_gen"):
+        both.update({f"{name}.{k}": v for k, v in state[name].items()})
+    md = {"dualinpaint": text, "contents": "net.*, d_rec.*, d_gen.*", "dtype": "float16"}
+    write_atomic(out / "train.safetensors", st_save(_half(both), metadata=md))
+    # second: once model.safetensors is there, train.safetensors is too
+    md = {"dualinpaint": text, "weights": "ema" if state.get("ema") else "net", "dtype": "float16"}
+    write_atomic(out / "model.safetensors", st_save(_half(ema), metadata=md))
+    return int(state["step"])
+
+
+_SEEN = {}
+
+
+def _changed(src):
+    """True the first time ``src`` is seen and whenever its size or mtime changed since."""
+    st = src.stat()
+    key = (st.st_size, st.st_mtime_ns)
+    if _SEEN.get(src) == key:
+        return False
+    _SEEN[src] = key
+    return True
+
+
+def copy_small(run, out):
+    for name in ("config.yaml", "log.jsonl"):
+        src = run / name
+        if src.is_file() and _changed(src):
+            data = src.read_bytes()
+            if len(data) > MAX_BYTES:  # keep the head (start of the run) and the tail
+                data = data[: MAX_BYTES // 2] + b"\n" + data[-MAX_BYTES // 2 :]
+            write_atomic(out / name, data)
+    grids = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
+    if grids and _changed(grids[-1]):
+        data = grids[-1].read_bytes()
+        if len(data) > MAX_BYTES:
+            import io
+
+            from PIL import Image
+
+            img = Image.open(grids[-1])
+            img.thumbnail((img.width // 2, img.height // 2))
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            data = buf.getvalue()
+        write_atomic(out / "samples.png", data)
+
+
+def cmd_convert(a):
+    import torch
+
+    torch.set_num_threads(1)
+    run, out = Path(a.run), Path(a.out)
+    last = None
+    while True:
+        try:
+            copy_small(run, out)
+            state = run / "state.pt"
+            if state.is_file() and state.stat().st_mtime_ns != last:
+                last = state.stat().st_mtime_ns
+                step = convert_state(run, out)
+                print(f"[convert] step {step} -> {out}", flush=True)
+        except Exception as err:  # noqa: BLE001 - a half-finished run: try again next time
+            print(f"[convert] {type(err).__name__}: {err}", flush=True)
+            if not a.loop:
+                return 0
+        if not a.loop:
+            return 0
+        time.sleep(a.loop)
+
+
+# ----------------------------------------------------------------------------------------- summary
+
+
+def cmd_summary(a):
+    out = Path(a.out)
+    lines = [f"== device_run summary ({a.mode}): {a.elapsed} s of a {a.budget} s budget"]
+    for row in Path(a.steps).read_text().splitlines():
+        name, rc, secs, budget = row.split("\t")
+        state = {"0": "ok", "124": "TIMED OUT", "137": "KILLED"}.get(rc, f"FAILED rc={rc}")
+        lines.append(f"  {name:<8} {state:<10} {secs:>4} s of {budget} s")
+    tests = out / "tests.log"
+    if tests.is_file():
+        tail = [s for s in tests.read_text(errors="replace").splitlines() if s.strip()]
+        words = ("passed", "skipped", "failed", "error")
+        closing = next((s for s in reversed(tail) if " in " in s and any(w in s for w in words)), None)
+        lines.append(f"  tests: {(closing or (tail[-1] if tail else 'no output')).strip('= ')}")
+        lines += [f"    {s}" for s in tail if s.startswith(("FAILED", "ERROR"))][:12]
+    bench = out / "bench.json"
+    if bench.is_file():
+        try:
+            b = json.loads(bench.read_text())
+            for r in b.get("inference", []):
+                lines.append(f"  bench inference {r['size']}² {r['variant']}: {r['median_s'] * 1000:.1f} ms")
+            for r in b.get("prefill", []):
+                lines.append(
+                    f"  bench smooth fill {r['preset']} {r['size']}² ×{r['batch']}: "
+                    f"{r['images_per_s']:.1f} images/s"
+                )
+            for r in b.get("train", []):
+                mem = f", {r['peak_mem_gb']} GB" if r.get("peak_mem_gb") is not None else ""
+                lines.append(
+                    f"  bench train {r['preset']} {r['size']}² ×{r['batch']} {r['variant']}: "
+                    f"{r['samples_per_s']:.1f} samples/s{mem}"
+                )
+        except Exception as err:  # noqa: BLE001
+            lines.append(f"  bench.json unreadable: {err}")
+    log = out / "log.jsonl"
+    if log.is_file():
+        rows = [json.loads(s) for s in log.read_text().splitlines() if s.strip()]
+        perf = [r for r in rows if "perf/samples_per_s" in r]
+        val = [r for r in rows if "val/psnr" in r]
+        if perf:
+            r = perf[-1]
+            lines.append(
+                f"  train: step {r['step']}, {r['perf/samples_per_s']:.1f} samples/s, "
+                f"g/total {r.get('g/total', float('nan')):.3f}, d/total {r.get('d/total', float('nan')):.3f}"
+            )
+        if val:
+            first, last = val[0], val[-1]
+            lines.append(
+                f"  val/psnr {first['val/psnr']:.2f} dB (step {first['step']}) -> {last['val/psnr']:.2f} dB "
+                f"(step {last['step']}); val/psnr_hole {last.get('val/psnr_hole', float('nan')):.2f}"
+            )
+    weights = out / "model.safetensors"
+    if weights.is_file():
+        header = json.loads(weights.read_bytes()[8 : 8 + int.from_bytes(weights.read_bytes()[:8], "little")])
+        step = json.loads(header["__metadata__"]["dualinpaint"])["step"]
+        lines.append(f"  weights: model.safetensors + train.safetensors at step {step} (fp16)")
+    else:
+        lines.append("  weights: NONE (no checkpoint was written)")
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    lines.append("  OUTDIR: " + ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MB" for p in files))
+    text = "\n".join(lines)
+    print(text)
+    with (out / "run.log").open("a") as f:
+        f.write(text + "\n")
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("prepare")
+    s.add_argument("--work", required=True)
+    s.add_argument("--data", default="")
+    s.add_argument("--init", default=None)
+    s = sub.add_parser("bench")
+    s.add_argument("--device", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], required=True)
+    s.add_argument("--presets", type=lambda t: t.split(","), required=True)
+    s.add_argument("--train-sizes", type=lambda t: [int(x) for x in t.split(",")], required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--prefill-preset", default="photo")
+    s.add_argument("--prefill-size", type=int, required=True)
+    s.add_argument("--runs", type=int, default=3)
+    s.add_argument("--warmup", type=int, default=1)
+    s.add_argument("--json", required=True)
+    s = sub.add_parser("ckpt-every")
+    s.add_argument("--bench", required=True)
+    s.add_argument("--preset", required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--fallback", type=int, required=True)
+    s = sub.add_parser("convert")
+    s.add_argument("run")
+    s.add_argument("out")
+    s.add_argument("--loop", type=float, default=0)
+    s = sub.add_parser("summary")
+    for name in ("out", "steps", "mode", "elapsed", "budget"):
+        s.add_argument(f"--{name}", required=True)
+    a = p.parse_args()
+    return {
+        "prepare": cmd_prepare,
+        "bench": cmd_bench,
+        "ckpt-every": cmd_ckpt_every,
+        "convert": cmd_convert,
+        "summary": cmd_summary,
+    }[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+
+: >"$LOG"
+note "mode $MODE, budget ${BUDGET} s, OUTDIR $OUTDIR, corpus ${DATA_DIR:-(made for the rehearsal)}, python $PY"
+{
+    "$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+        "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    echo "cpus: $(nproc --all)"
+} >>"$LOG" 2>&1
+
+# ---- 0. prepare: the fine-tune config from the model to start from (and the rehearsal's corpus and model)
+PREP_ARGS=(--work "$WORK" --data "$DATA_DIR")
+[ "$REHEARSE" = 1 ] || PREP_ARGS+=(--init default)
+INIT="" TRAIN_SRC="" VAL_SRC="" N_TRAIN=0 FINETUNE_CFG="" DEVICE=cpu
+if timeout -k 5 "$T_PREPARE" "$PY" "$HELPER" prepare "${PREP_ARGS[@]}" >>"$LOG" 2>&1; then
+    # shellcheck disable=SC1091  # written by the helper: INIT, TRAIN_SRC, VAL_SRC, N_TRAIN, FINETUNE_CFG, DEVICE
+    . "$WORK/prep.env"
+else
+    note "prepare FAILED: no fine-tune config or corpus (see run.log); training will be skipped"
+fi
+[ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
+note "init $INIT, ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH"
+
+# ---- 1. the GPU tests (collected and skipped without CUDA)
+run_step tests "$T_TESTS" "$OUTDIR/tests.log" \
+    "$PY" -m pytest -m gpu tests/test_gpu.py -v -rfEsxX -p no:cacheprovider
+
+# ---- 2. speed on this device
+run_step bench "$T_BENCH" "$LOG" \
+    "$PY" "$HELPER" bench --device "$DEVICE" --model "${INIT:-default}" --batch "$BATCH" \
+    --json "$OUTDIR/bench.json" "${BENCH_ARGS[@]}"
+
+# ---- 3. fine-tune until the time left runs out, copying results into OUTDIR as they come
+if [ -n "$FINETUNE_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
+    if [ -z "$CKPT_EVERY" ]; then
+        CKPT_EVERY=$("$PY" "$HELPER" ckpt-every --bench "$OUTDIR/bench.json" --preset photo --size "$SIZE" \
+            --batch "$BATCH" --fallback 30 2>>"$LOG" || echo 30)
+    fi
+    LIMIT=$((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP))
+    [ "$LIMIT" -lt "$MIN_TRAIN" ] && LIMIT=$MIN_TRAIN
+    TRAIN_ARGS=(--config "$FINETUNE_CFG" --init "$INIT" --data "$TRAIN_SRC" --out "$RUN" --quiet
+        --time-limit "$LIMIT" ${STEPS_ARG[@]+"${STEPS_ARG[@]}"}
+        --set "data.size=$SIZE" --set data.load_size=0 --set "data.batch_size=$BATCH"
+        --set "data.num_workers=$WORKERS" --set train.bf16=true --set train.channels_last=true
+        --set "train.ckpt_every=$CKPT_EVERY" --set "train.sample_every=$CKPT_EVERY"
+        --set "train.val_every=$CKPT_EVERY" --set train.log_every=10)
+    [ -n "$VAL_SRC" ] && TRAIN_ARGS+=(--val "$VAL_SRC")
+    note "train: --time-limit $LIMIT s, checkpoint every $CKPT_EVERY steps, outputs every $CONVERT_EVERY s"
+    "$PY" "$HELPER" convert --loop "$CONVERT_EVERY" "$RUN" "$OUTDIR" >>"$LOG" 2>&1 &
+    CONV_PID=$!
+    run_step train "$((LIMIT + TRAIN_STARTUP))" "$LOG" "$PY" -m dualinpaint train "${TRAIN_ARGS[@]}"
+    kill "$CONV_PID" 2>/dev/null
+    wait "$CONV_PID" 2>/dev/null
+    CONV_PID=""
+else
+    note "train: skipped (no fine-tune config or no training images)"
+fi
+
+# ---- 4. final copy and summary
+run_step final "$T_FINAL" "$LOG" "$PY" "$HELPER" convert "$RUN" "$OUTDIR"
+find "$OUTDIR" -maxdepth 1 -name '.*.tmp' -type f -delete 2>/dev/null
+timeout -k 5 15 "$PY" "$HELPER" summary --out "$OUTDIR" --steps "$STEPS" --mode "$MODE" \
+    --elapsed "$SECONDS" --budget "$BUDGET" || note "summary failed"
+exit 0
