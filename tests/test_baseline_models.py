@@ -1,9 +1,11 @@
-"""Table I baselines (Context Encoders, GLCIC): shapes, the complete contract, training, resume, presets."""
+"""Table I baselines (Context Encoders, GLCIC, GntIpt, GMCNN): networks, the complete contract, training,
+resume, presets, parameter counts; the trainers' losses are tested in test_baseline_trainers.py."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,17 +15,21 @@ from safetensors.torch import load_file
 
 from dualinpaint import checkpoint as ckpt
 from dualinpaint.baseline_models import (
-    CETrainer,
+    GMCNN,
     ContextEncoder,
     GLCompletionNet,
     GLDiscriminator,
-    GLTrainer,
-    NoCritic,
+    GntIpt,
     build_baseline_generator,
+    contextual_attention,
     crop_around_hole,
+    display_name,
+    gmcnn_critics,
+    gntipt_critics,
     hole_crop_origins,
 )
-from dualinpaint.config import Config, load_config
+from dualinpaint.baseline_trainers import CETrainer, GLTrainer, NoCritic
+from dualinpaint.config import Config, load_config, replace
 from dualinpaint.generator import build_generator
 from dualinpaint.modelinfo import describe
 from dualinpaint.train import make_trainer, train
@@ -48,7 +54,8 @@ SMALL = [
     "train.val_every=1000",
     "train.val_images=2",
 ]
-FAMILY_SMALL = {"ce": ["model.n_down=2"], "gl": []}  # CE: stride 8 (4×4 latent at 32²); GL: stride 4
+# CE: stride 8 (4×4 latent at 32²); GL, GMCNN: stride 4; GntIpt: stride 8 (4×4 attention cells at 32²)
+FAMILY_SMALL = {"ce": ["model.n_down=2"], "gl": [], "gntipt": [], "gmcnn": []}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -204,7 +211,7 @@ def test_resume_is_exact(tmp_path: Path, photo_dir: Path) -> None:
 def test_table1_presets_are_complete_and_consistent() -> None:
     reference = yaml.safe_load((ROOT / "src" / "dualinpaint" / "configs" / "paper.yaml").read_text())
     cfgs = {}
-    for name in ("paper", "ce", "gl"):
+    for name in ("paper", "ce", "gl", "gntipt", "gmcnn"):
         raw = yaml.safe_load((TABLE1 / f"{name}.yaml").read_text())
         for section, values in reference.items():  # flat and complete: every field of every section
             assert set(raw[section]) == set(values), (name, section)
@@ -219,11 +226,28 @@ def test_table1_presets_are_complete_and_consistent() -> None:
     assert (cfgs["gl"].loss.lambda_rec, cfgs["gl"].loss.lambda_g) == (1.0, 0.0004)
     assert cfgs["gl"].model.stride == 4 and cfgs["ce"].data.size % cfgs["ce"].model.stride == 0
 
+    def samples(c: Config) -> int:  # every critic round draws a fresh batch
+        return c.train.steps * c.data.batch_size * c.optim.n_critic
 
-@pytest.mark.parametrize("family", ["ce", "gl"])
+    for name in ("gntipt", "gmcnn"):  # same data and masks, the same number of training samples
+        c = cfgs[name]
+        assert (c.data, c.masks) == (cfgs["paper"].data, cfgs["paper"].masks), name
+        assert replace(c.train, steps=cfgs["paper"].train.steps) == cfgs["paper"].train, name
+        assert samples(c) == samples(cfgs["paper"]), name
+        assert (c.loss.gan_mode, c.loss.lambda_gp, c.loss.lambda_g) == ("wgangp", 10.0, 0.001), name
+        o = c.optim
+        assert (o.lr_g, o.lr_d, o.beta1, o.beta2, o.n_critic) == (1e-4, 1e-4, 0.5, 0.9, 5), name
+        assert (c.model.ngf, c.model.disc_channels, c.model.spectral_norm) == (32, 64, False), name
+    assert cfgs["gntipt"].loss.lambda_rec == 1.2 and cfgs["gntipt"].model.stride == 8
+    assert cfgs["gmcnn"].loss.lambda_rec == 1.4 and cfgs["gmcnn"].model.stride == 4
+
+
+@pytest.mark.parametrize("family", ["ce", "gl", "gntipt", "gmcnn"])
 def test_model_info_describes_the_baselines(family: str) -> None:
     text = describe(small(family))
     assert f"family {family}" in text and "generator" in text and "GFLOPs" in text
+    if family in ("gntipt", "gmcnn"):  # no VGG19 file needed to count
+        assert "global_critic" in text and "local_critic" in text
 
 
 def test_reproduce_script_usage() -> None:
@@ -231,3 +255,162 @@ def test_reproduce_script_usage() -> None:
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert result.returncode == 2 and "usage" in result.stderr.lower()
+
+
+# ------------------------------------------------------------------------------ import structure
+
+
+def test_model_code_does_not_load_the_trainer() -> None:
+    """generator.py → baseline_models.py must not import train.py (the old import cycle)."""
+    code = (
+        "import sys; import dualinpaint.baseline_models, dualinpaint.generator; "
+        "print(sorted(m for m in sys.modules if m.startswith('dualinpaint.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = result.stdout
+    assert "dualinpaint.baseline_models" in loaded and "dualinpaint.generator" in loaded
+    assert "dualinpaint.train'" not in loaded and "dualinpaint.baseline_trainers" not in loaded, loaded
+
+
+# ------------------------------------------------------------------------------- GntIpt and GMCNN
+
+
+@pytest.mark.parametrize(
+    ("family", "sizes"), [("gntipt", ((32, 32), (24, 40))), ("gmcnn", ((32, 32), (20, 36)))]
+)
+def test_gntipt_gmcnn_shapes_and_complete_contract(family: str, sizes: tuple) -> None:
+    cfg = small(family)
+    torch.manual_seed(0)
+    net = build_generator(cfg.model).eval()
+    assert isinstance(net, GntIpt if family == "gntipt" else GMCNN)
+    for h, w in sizes:
+        image = torch.rand(2, 3, h, w) * 2 - 1
+        hole = centre_hole(2, h, w)
+        hole[1, :, :3, :5] = 1
+        with torch.no_grad():
+            raw = net(image, hole)
+            fill = net.complete(image, hole)
+            many = net.complete(image, hole, samples=2)
+        assert raw.shape == fill.shape == (2, 3, h, w) and raw.abs().max() <= 1
+        visible = (1 - hole).bool().expand_as(image)
+        assert torch.equal(fill[visible], image[visible])
+        assert many.shape == (2, 2, 3, h, w) and torch.equal(many[1], fill)
+        if family == "gntipt":
+            with torch.no_grad():
+                coarse, fine = net(image, hole, stages=True)
+            assert coarse.shape == fine.shape and torch.equal(fine, raw)
+    st = cfg.model.stride
+    with pytest.raises(ValueError, match="multiple of"):
+        net.complete(torch.zeros(1, 3, st + 2, 2 * st), torch.zeros(1, 1, st + 2, 2 * st))
+    wrong = {"gntipt": "model.n_down=1", "gmcnn": "model.n_down=2"}[family]
+    with pytest.raises(ValueError, match="n_down"):
+        build_generator(small(family, wrong).model)
+
+
+def test_contextual_attention_copies_known_patches_only() -> None:
+    torch.manual_seed(0)
+    f = torch.randn(2, 4, 16, 16, requires_grad=True)
+    hole = torch.zeros(2, 1, 64, 64)
+    hole[:, :, 16:40, 24:48] = 1
+    out = contextual_attention(f, f, hole)
+    assert out.shape == f.shape and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert f.grad is not None and f.grad.abs().sum() > 0
+    # background inside the hole is never matched nor pasted (without propagation, which, as the
+    # original, sums neighbouring candidates' scores before masking)
+    b = f.detach().clone()
+    b2 = b.clone()
+    b2[:, :, 4:10, 6:12] = 100.0  # the hole at the features' 1/4 scale (rows 4..9, cols 6..11)
+    same = contextual_attention(b, b, hole, fuse=False)
+    changed_bg = contextual_attention(b, b2, hole, fuse=False)
+    assert torch.allclose(same, changed_bg, atol=1e-5)
+    assert not torch.allclose(contextual_attention(b, b, torch.zeros_like(hole), fuse=False), same)
+    # with a very sharp softmax and no hole, every cell picks itself: the interior is rebuilt exactly
+    no_hole = torch.zeros(2, 1, 16, 16)
+    copy = contextual_attention(b, b, no_hole, softmax_scale=1e4, fuse=False)
+    assert torch.allclose(copy[..., 2:-2, 2:-2], b[..., 2:-2, 2:-2], atol=1e-4)
+    # no known cell at all: zeros (no NaN)
+    assert contextual_attention(b, b, torch.ones(2, 1, 16, 16)).abs().max() == 0
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + cout
+
+
+def test_parameter_counts_match_the_released_layer_lists() -> None:
+    """cnum 32 / d_cnum 64 at 256²: counts from the released TF code's layer lists, written out here."""
+    c, conv = 32, _conv
+    four = 4 * c
+    # DeepFill v1 (inpaint_model.py, v1.0.0): build_inpaint_net
+    coarse = (
+        conv(5, c, 5) + conv(c, 2 * c, 3) + conv(2 * c, 2 * c, 3) + conv(2 * c, four, 3)
+        + 8 * conv(four, four, 3)  # conv5, conv6, 4 atrous, conv11, conv12
+        + conv(four, 2 * c, 3) + conv(2 * c, 2 * c, 3) + conv(2 * c, c, 3)
+        + conv(c, c // 2, 3) + conv(c // 2, 3, 3)
+    )  # fmt: skip
+    hallu = conv(5, c, 5) + conv(c, c, 3) + conv(c, 2 * c, 3) + conv(2 * c, 2 * c, 3) + conv(2 * c, four, 3)
+    hallu += 5 * conv(four, four, 3)  # xconv6 + 4 atrous
+    attention = conv(5, c, 5) + conv(c, c, 3) + conv(c, 2 * c, 3) + conv(2 * c, four, 3)
+    attention += 4 * conv(four, four, 3)  # pmconv5, 6, 9, 10
+    merge = conv(2 * four, four, 3) + conv(four, four, 3) + conv(four, 2 * c, 3) + conv(2 * c, 2 * c, 3)
+    merge += conv(2 * c, c, 3) + conv(c, c // 2, 3) + conv(c // 2, 3, 3)
+    model = load_config(TABLE1 / "gntipt.yaml").model
+    net = GntIpt(model)
+    assert sum(p.numel() for p in net.coarse.parameters()) == coarse == 1_448_227
+    assert sum(p.numel() for p in net.parameters()) == coarse + hallu + attention + merge == 3_601_542
+    d = 64
+    critics = (
+        conv(3, d, 5)
+        + conv(d, 2 * d, 5)
+        + conv(2 * d, 4 * d, 5)
+        + conv(4 * d, 4 * d, 5)
+        + 16 * 16 * 4 * d
+        + 1
+    )
+    critics += (
+        conv(3, d, 5) + conv(d, 2 * d, 5) + conv(2 * d, 4 * d, 5) + conv(4 * d, 8 * d, 5) + 8 * 8 * 8 * d + 1
+    )
+    assert sum(p.numel() for p in gntipt_critics(model, 256).parameters()) == critics == 7_072_770
+
+    # GMCNN (tensorflow/net/network.py): build_generator with g_cnum 32 (no dilation-32 layer at 32)
+    def trunk(k: int, first: int) -> int:
+        return (
+            conv(5, c, first) + conv(c, 2 * c, k) + conv(2 * c, 2 * c, k) + conv(2 * c, four, k)
+            + 8 * conv(four, four, k)
+        )  # fmt: skip
+
+    b1 = trunk(7, 7)
+    b2 = trunk(5, 5) + conv(four, 2 * c, 3) + conv(2 * c, 2 * c, 5)
+    b3 = trunk(3, 5) + conv(four, 2 * c, 3) + conv(2 * c, 2 * c, 3) + conv(2 * c, c, 3) + conv(c, c // 2, 3)
+    head = conv(four + 2 * c + c // 2, c // 2, 3) + conv(c // 2, 3, 3)
+    model = load_config(TABLE1 / "gmcnn.yaml").model
+    assert sum(p.numel() for p in GMCNN(model).parameters()) == b1 + b2 + b3 + head == 12_429_107
+    widths = (d, 2 * d, 4 * d, 8 * d, 4 * d, 2 * d)
+    one = sum(conv(a, b, 5) for a, b in zip((3, *widths[:-1]), widths, strict=True))
+    critics = 2 * one + (4 * 4 * 2 * d + 1) + (2 * 2 * 2 * d + 1)  # 256² → 4², 128² → 2²
+    assert sum(p.numel() for p in gmcnn_critics(model, 256).parameters()) == critics == 16_808_450
+
+
+def test_display_names() -> None:
+    assert display_name(small("gntipt")) == "GntIpt (DeepFill v1)"
+    assert display_name(small("gmcnn")) == "GMCNN"  # ID-MRF weight 0.05 unless the config says otherwise
+    assert display_name(small("gl")) == "GLCIC"
+
+
+def test_reproduce_script_small_dry_run_gives_every_model_the_same_samples(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "reproduce_table1.sh"
+    result = subprocess.run(
+        ["bash", str(script), "--small", "--dry-run", str(tmp_path), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    trains = [line for line in result.stdout.splitlines() if " train --out " in line]
+    assert [line.split("/runs/")[1].split()[0] for line in trains] == ["paper", "ce", "gl", "gntipt", "gmcnn"]
+    for line in trains:
+        steps = int(line.split("--steps ")[1].split()[0])
+        config = load_config(line.split("--config ")[1].split()[0])
+        assert steps * config.data.batch_size * config.optim.n_critic == 32000, line
+        assert "--set data.size=64" in line
+    assert "loss.lambda_mrf=0" in trains[-1] and "without ID-MRF" in result.stderr
+    assert "eval-masks --out" in result.stdout and not (tmp_path / "out").exists()  # nothing written

@@ -1,27 +1,38 @@
-"""Table I baselines that the shared trainer can train: Context Encoders and GLCIC (``model.family``).
+"""Table I baselines that the shared trainer can train (``model.family``): their networks.
 
 - ``ce``: Context Encoders (Pathak et al., CVPR 2016): a conv encoder–decoder with a channel-wise
   bottleneck, L2 + adversarial loss, a DCGAN discriminator on the whole image.
 - ``gl``: Globally and Locally Consistent Image Completion (Iizuka et al., SIGGRAPH 2017): a dilated
   completion network, MSE + α·adversarial loss, one discriminator with a global and a local branch.
+- ``gntipt``: Generative Image Inpainting with Contextual Attention (Yu et al., CVPR 2018; "DeepFill v1",
+  GntIpt in Table I): a coarse network and a refinement network whose contextual-attention branch copies
+  background feature patches into the hole beside a dilated-conv branch; WGAN-GP with a global and a
+  local critic. Layer for layer the released TensorFlow code (JiahuiYu/generative_inpainting, v1.0.0).
+- ``gmcnn``: Image Inpainting via Generative Multi-column CNNs (Wang et al., NeurIPS 2018): three
+  columns (7×7, 5×5, 3×3 convs with dilations) merged at full resolution; confidence-driven L1, ID-MRF on
+  VGG19 features, WGAN-GP with a global and a local critic. Layer for layer the released TensorFlow code
+  (shepnerd/inpainting_gmcnn, tensorflow/net/network.py).
 
-Both generators are deterministic and offer the dual-path network's interface (``cfg``,
+Every generator is deterministic and offers the dual-path network's interface (``cfg``,
 ``complete(image, hole, noise=None, samples=1, generator=None)``, ``latent_shape``, ``check_input``), so
 ``checkpoint.load_model``, ``train.validate``, inference and evaluation use them unchanged. Their trainers
-subclass ``train.Trainer``: the critic step and the generator step are written out below; the run loop,
-checkpoints, exact resume, EMA, logging and torchrun all come from ``Trainer`` / ``train.train``.
+(the critic step and the generator step written out, and the losses) are in ``baseline_trainers.py``;
+this module imports nothing from the trainers or from ``train.py``.
 
 Conventions as everywhere in the package: images N×3×H×W in [-1, 1], masks N×1×H×W with 1 = hole; H and W
-multiples of ``cfg.stride`` = 2**(n_down+1). The generators' input is the masked image (1 − hole)·image
-(the hole is 0, mid-grey, close to the mean colour both papers fill it with) concatenated with the hole
-mask: 4 channels. GLCIC feeds the mask channel too; Context Encoders did not (its holes were either the
-fixed centre or drawn from a fixed distribution); the extra channel only adds information.
+multiples of ``cfg.stride`` = 2**(n_down+1). The CE and GL generators' input is the masked image
+(1 − hole)·image (the hole is 0, mid-grey, close to the mean colour both papers fill it with) concatenated
+with the hole mask: 4 channels. GLCIC feeds the mask channel too; Context Encoders did not (its holes were
+either the fixed centre or drawn from a fixed distribution); the extra channel only adds information.
+GntIpt and GMCNN read the originals' 5 channels: masked image, a plane of ones (marks the image border
+under zero padding), the mask.
 
 Deviations from the papers, and why:
 
-- Normalisation (generators): both papers use BatchNorm. Here it is ``model.norm`` (``instance`` or
+- Normalisation (CE / GL generators): both papers use BatchNorm. Here it is ``model.norm`` (``instance`` or
   ``none``): instance norm has no running statistics, so a fill does not depend on the rest of the batch,
   batch-size-1 inference behaves as in training, and train and eval mode compute the same function.
+  GntIpt and GMCNN have no normalisation (as their code); ``model.norm`` is not used by them.
 - CE bottleneck: the paper's channel-wise fully connected layer (a separate h·w × h·w matrix per channel,
   followed by a 1×1 conv) and the released code's 4×4 "valid" conv to a 4000-d vector both fix the input
   size. The stand-in is a depthwise (channel-wise) 7×7 conv, which connects every cell of a ≤ 4×4 latent
@@ -40,37 +51,49 @@ Deviations from the papers, and why:
   (1024 at the paper's 64). The local branch sees a (H/2)×(W/2) crop centred on the hole's bounding box,
   clamped inside the image, at the same place in the real and in the completed image. Built for
   ``data.size`` (its FC layers fix the input size, as in the paper).
-- Discriminator normalisation: BatchNorm (as both papers; none on the first layer, DCGAN's rule) with the
-  BCE, LSGAN and hinge losses; none with WGAN-GP, whose per-sample gradient penalty is not defined for a
-  critic that mixes samples. ``model.spectral_norm`` adds spectral norm to the critics' layers (the
-  generators never use it: neither paper does). BatchNorm batch statistics are per process, so a
+- Local critics of GntIpt and GMCNN: both originals train on one 128×128 rectangle per batch at 256² and
+  crop exactly its box. Holes here are free-form and per sample, so the local critic sees the same
+  (H/2)×(W/2) window centred on each hole's bounding box as GLCIC's local branch (128² at 256²).
+- Contextual attention: as the released layer (3×3 patches of the 2×-downscaled features, cosine
+  similarity, attention propagation with a 3×3 identity kernel along both axes, softmax scale 10, pasting
+  of the 4×4 full-resolution patches by a transposed conv, / 4), except that a background cell counts as
+  hole when any of its pixels is a hole pixel (max pooling; the original's nearest-neighbour sampling
+  misses thin free-form strokes) and the mask is per sample (the original used one mask per batch).
+- GMCNN resamplings: PyTorch's nearest-neighbour upsampling has no ``align_corners``; the TF code's
+  ``resize_nearest_neighbor(align_corners=True)`` picks slightly different source pixels. Bilinear
+  upsampling is ``align_corners=True`` as the original. "SAME" zero padding is symmetric here (TF pads
+  stride-2 convs one pixel more at the bottom/right); shapes and parameter counts are the same.
+- Discriminator normalisation (CE / GL): BatchNorm (as both papers; none on the first layer, DCGAN's rule)
+  with the BCE, LSGAN and hinge losses; none with WGAN-GP, whose per-sample gradient penalty is not
+  defined for a critic that mixes samples. ``model.spectral_norm`` adds spectral norm to the critics'
+  layers (the generators never use it: no paper does). BatchNorm batch statistics are per process, so a
   W-process run is not bit-identical to a 1-process run with a W-times batch (it is with WGAN-GP).
 - GLCIC's three-phase schedule (T_C = 90k MSE-only iterations, T_D = 10k discriminator-only, then joint) is
   not reproduced: there is no config field for it, and training is joint from step 0 with the α weighting.
   GLCIC's Poisson-blending post-processing is not applied either (neither is any to the other models).
+  GntIpt's and GMCNN's optional reconstruction-only pretraining is not reproduced either.
 - Optimisers: the trainer's Adam (``optim.*``); GLCIC used Adadelta (see configs/table1/gl.yaml).
 - ``complete`` is deterministic: ``samples`` > 1 (or ``noise`` S×…) returns S identical copies
   S×N×3×H×W, so best-of-K and sampling code paths work; the noise is ignored.
 
-This module knows nothing of files, devices or the command line apart from the trainers, which reuse
-``train.Trainer``'s device and process handling.
+This module knows nothing of files, devices, trainers or the command line.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import Config, ModelConfig
 from .layers import channels_at, make_norm, sn
-from .losses import composite, critic_loss, generator_adv_loss, gradient_penalty
-from .train import Trainer, _set_requires_grad
+from .losses import composite
 
 CE_BOTTLENECK_KERNEL = 7  # depthwise kernel of CE's bottleneck: full reach on latents up to 4×4
-GL_DILATIONS = (2, 4, 8, 16)  # Iizuka et al., Table 1
+GL_DILATIONS = (2, 4, 8, 16)  # Iizuka et al., Table 1; also DeepFill v1's and GMCNN's dilations
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -388,149 +411,424 @@ class GLDiscriminator(nn.Module):
         return self.head(torch.cat([self.global_branch(x), self.local_branch(local)], dim=1))
 
 
-# ------------------------------------------------------------------------------------------- trainers
+# ------------------------------------------------------------------------- shared by GntIpt and GMCNN
 
 
-class NoCritic(nn.Module):
-    """Fills the trainer's second critic slot (D1, the dual-path reconstruction critic) for families with
-    one discriminator: no parameters, no state; calling it is an error."""
-
-    def forward(self, *args: object) -> torch.Tensor:
-        raise RuntimeError("this model family has a single discriminator (d_gen); d_rec is a placeholder")
-
-
-@dataclass
-class BaselineOutput:
-    """One training forward pass of a baseline generator: its raw full-size output N×3×H×W."""
-
-    raw: torch.Tensor
+def tf_init(module: nn.Module) -> None:
+    """TensorFlow's default initialisation, as both originals (``tf.layers``): Glorot-uniform conv / dense
+    weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
-def masked_reconstruction(
-    raw: torch.Tensor, image: torch.Tensor, hole: torch.Tensor, norm: str
+def gen_conv(
+    cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, act: str = "elu"
+) -> nn.Module:
+    """The originals' ``gen_conv``: a k×k conv with "SAME" zero padding, then ELU (``relu`` / ``none``)."""
+    conv = nn.Conv2d(cin, cout, k, stride, dilation * (k - 1) // 2, dilation=dilation)
+    if act == "none":
+        return conv
+    return nn.Sequential(conv, nn.ELU() if act == "elu" else nn.ReLU())
+
+
+class Upsample(nn.Module):
+    """Resize to ``scale``× with ``mode`` (bilinear and bicubic with ``align_corners``, as the originals)."""
+
+    def __init__(self, scale: int = 2, mode: str = "nearest") -> None:
+        super().__init__()
+        self.scale, self.mode = scale, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        if self.mode == "nearest":
+            return F.interpolate(x, size=size, mode="nearest")
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=True)
+
+
+def gen_deconv(cin: int, cout: int) -> nn.Module:
+    """DeepFill's ``gen_deconv``: nearest-neighbour 2× upsampling, then a 3×3 ``gen_conv``."""
+    return nn.Sequential(Upsample(2), gen_conv(cin, cout, 3))
+
+
+def five_channel_input(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """The originals' generator input: masked image (hole = 0), a plane of ones, the mask. N×5×H×W."""
+    return torch.cat([image * (1 - hole), torch.ones_like(hole), hole], dim=1)
+
+
+def _check_cnum(cfg: ModelConfig, n_down: int, name: str) -> None:
+    if cfg.n_down != n_down:
+        raise ValueError(
+            f"model.n_down={cfg.n_down}: {name}'s fixed layout needs model.n_down={n_down} "
+            f"(sides multiples of {2 ** (n_down + 1)})"
+        )
+    if cfg.ngf < 2:
+        raise ValueError(f"model.ngf={cfg.ngf}: {name} needs ngf >= 2 (its last layers have ngf/2 channels)")
+
+
+# -------------------------------------------------------------------------- GntIpt (DeepFill v1)
+
+CA_RATE = 2  # contextual attention matches on 2×-downscaled features (rate=2 in the original)
+CA_SOFTMAX_SCALE = 10.0
+
+
+def contextual_attention(
+    f: torch.Tensor,
+    b: torch.Tensor,
+    hole: torch.Tensor,
+    ksize: int = 3,
+    rate: int = CA_RATE,
+    fuse_k: int = 3,
+    softmax_scale: float = CA_SOFTMAX_SCALE,
+    fuse: bool = True,
 ) -> torch.Tensor:
-    """Per-sample mean of |raw − image|^p over the hole's pixels and channels (p = 2 for ``l2``, 1 for
-    ``l1``), averaged over the batch; a sample without a hole contributes 0."""
-    diff = raw - image
-    err = diff.pow(2) if norm == "l2" else diff.abs()
-    per_sample = (err * hole).sum(dim=(1, 2, 3)) / (hole.sum(dim=(1, 2, 3)) * raw.shape[1]).clamp_min(1.0)
-    return per_sample.mean()
+    """DeepFill v1's contextual attention: rebuild foreground features ``f`` from background patches of ``b``.
+
+    f, b: N×C×H×W features (the same map in the generator), H and W multiples of ``rate`` (even); hole
+    N×1×H'×W' (1 = hole) at any multiple of the feature size. Matching runs on ``rate``×-downscaled
+    (nearest) features: every ``ksize``² patch of b whose cells are all known is a candidate, scored by
+    its cosine similarity with f's patch (b's patch normalised; f's not, as the original); the scores
+    are propagated along both image axes with a ``fuse_k``² identity kernel (attention propagation),
+    softmax'ed with ``softmax_scale`` over the candidates, and the matching full-resolution
+    (2·rate)² patches of b are pasted with those weights (a transposed conv, / 4 for their overlap).
+    Returns N×C×H×W. A sample without a known cell gets zeros.
+    """
+    if f.shape != b.shape:
+        raise ValueError(f"foreground and background must have the same shape, got {f.shape} and {b.shape}")
+    if rate % 2:
+        raise ValueError(f"rate must be even, got {rate}")
+    n, c, height, width = b.shape
+    h, w = height // rate, width // rate
+    if h * rate != height or w * rate != width:
+        raise ValueError(f"feature size {height}×{width} must be a multiple of rate {rate}")
+    k_raw, cells = 2 * rate, h * w
+    # full-resolution patches for pasting: "SAME" padding of a 2r×2r, stride-r window is r/2 per side
+    raw = F.unfold(b, k_raw, stride=rate, padding=rate // 2)  # N×(C·k_raw²)×cells
+    raw = raw.view(n, c, k_raw, k_raw, cells).permute(0, 4, 1, 2, 3)  # N×cells×C×k×k
+    fs = F.interpolate(f, size=(h, w), mode="nearest")
+    bs = F.interpolate(b, size=(h, w), mode="nearest")
+    patches = F.unfold(bs, ksize, padding=ksize // 2).view(n, c, ksize, ksize, cells).permute(0, 4, 1, 2, 3)
+    norms = patches.flatten(2).norm(dim=2).clamp_min(1e-4)  # N×cells
+    patches = patches / norms[..., None, None, None]
+    cell_hole = F.adaptive_max_pool2d(hole.to(b.dtype), (h, w))  # a cell with any hole pixel is hole
+    valid = (F.unfold(cell_hole, ksize, padding=ksize // 2).mean(dim=1) == 0).to(b.dtype)  # N×cells
+    eye = torch.eye(fuse_k, dtype=b.dtype, device=b.device).view(1, 1, fuse_k, fuse_k)
+    out = []
+    for i in range(n):
+        y = F.conv2d(fs[i : i + 1], patches[i], padding=ksize // 2)  # 1×cells(background)×h×w(foreground)
+        if fuse:  # propagate along x in row-major order, then along y in column-major order
+            y = F.conv2d(y.reshape(1, 1, cells, cells), eye, padding=fuse_k // 2)
+            y = y.view(1, h, w, h, w).permute(0, 2, 1, 4, 3).reshape(1, 1, cells, cells)
+            y = F.conv2d(y, eye, padding=fuse_k // 2)
+            y = y.view(1, w, h, w, h).permute(0, 2, 1, 4, 3).reshape(1, cells, h, w)
+        mm = valid[i].view(1, cells, 1, 1)
+        y = F.softmax(y * mm * softmax_scale, dim=1) * mm  # as the original: masked scores are 0, not −inf
+        out.append(F.conv_transpose2d(y, raw[i], stride=rate, padding=rate // 2) / 4.0)
+    return torch.cat(out, dim=0)
 
 
-class _BaselineTrainer(Trainer):
-    """Shared D and G steps of the single-discriminator baselines.
+def _dilated(prefix: str, ch: int, k: int, extra: bool = False) -> list[tuple[str, nn.Module]]:
+    rates = (*GL_DILATIONS, 32) if extra else GL_DILATIONS
+    return [(f"{prefix}{7 + i}_atrous", gen_conv(ch, ch, k, 1, d)) for i, d in enumerate(rates)]
 
-    D step: ``critic_loss`` on real images vs detached composites (+ λ_gp · gradient penalty with
-    WGAN-GP). G step: λ_rec · masked reconstruction (``loss.rec_norm``) + λ_g · adversarial loss of the
-    composite. ``d_gen`` is the discriminator, ``d_rec`` a parameter-free placeholder.
+
+class GntIptRefinement(nn.Module):
+    """DeepFill v1's second stage: a dilated-conv ("hallucination") branch and a contextual-attention
+    branch on the pasted coarse result, concatenated and decoded. N×5×H×W (+ hole) → N×3×H×W."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv_branch = nn.Sequential(
+            OrderedDict(
+                [
+                    ("xconv1", gen_conv(5, c, 5)),
+                    ("xconv2_downsample", gen_conv(c, c, 3, 2)),
+                    ("xconv3", gen_conv(c, 2 * c)),
+                    ("xconv4_downsample", gen_conv(2 * c, 2 * c, 3, 2)),
+                    ("xconv5", gen_conv(2 * c, 4 * c)),
+                    ("xconv6", gen_conv(4 * c, 4 * c)),
+                    *_dilated("xconv", 4 * c, 3),
+                ]
+            )
+        )
+        self.attention_in = nn.Sequential(
+            OrderedDict(
+                [
+                    ("pmconv1", gen_conv(5, c, 5)),
+                    ("pmconv2_downsample", gen_conv(c, c, 3, 2)),
+                    ("pmconv3", gen_conv(c, 2 * c)),
+                    ("pmconv4_downsample", gen_conv(2 * c, 4 * c, 3, 2)),
+                    ("pmconv5", gen_conv(4 * c, 4 * c)),
+                    ("pmconv6", gen_conv(4 * c, 4 * c, act="relu")),
+                ]
+            )
+        )
+        self.attention_out = nn.Sequential(
+            OrderedDict([("pmconv9", gen_conv(4 * c, 4 * c)), ("pmconv10", gen_conv(4 * c, 4 * c))])
+        )
+        self.decoder = nn.Sequential(
+            OrderedDict(
+                [
+                    ("allconv11", gen_conv(8 * c, 4 * c)),
+                    ("allconv12", gen_conv(4 * c, 4 * c)),
+                    ("allconv13_upsample", gen_deconv(4 * c, 2 * c)),
+                    ("allconv14", gen_conv(2 * c, 2 * c)),
+                    ("allconv15_upsample", gen_deconv(2 * c, c)),
+                    ("allconv16", gen_conv(c, c // 2)),
+                    ("allconv17", gen_conv(c // 2, 3, act="none")),
+                ]
+            )
+        )
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        hallucinated = self.conv_branch(x)
+        pm = self.attention_in(x)
+        pm = self.attention_out(contextual_attention(pm, pm, hole))
+        return self.decoder(torch.cat([hallucinated, pm], dim=1))
+
+
+class GntIpt(_DeterministicInpainter):
+    """DeepFill v1 (Yu et al., CVPR 2018): coarse network → paste into the image → refinement network.
+
+    Widths as the released code with cnum = ``model.ngf`` (32 there). Coarse: conv 5×5 (c), two 3×3
+    stride-2 levels (2c, 4c), two convs, dilated 3×3 convs (rates 2, 4, 8, 16), two convs, two
+    nearest-2×-upsample + conv levels (2c, c), conv (c/2), conv to 3, clipped to [-1, 1]. Refinement:
+    :class:`GntIptRefinement`. ELU after every conv but the last of each stage (ReLU before the
+    attention), no normalisation. Sides must be multiples of 8 (``model.n_down`` = 2): the attention
+    matches at 1/8 resolution.
+
+    ``forward(image, hole)`` → the refined raw output N×3×H×W; ``forward(image, hole, stages=True)`` →
+    (coarse, refined), both raw (the trainer's losses need both).
     """
 
-    def critic(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        """The discriminator's logits for images x (N×3×H×W) with holes ``hole``."""
-        raise NotImplementedError
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        _check_cnum(cfg, 2, "gntipt")
+        self.cfg = cfg
+        c = cfg.ngf
+        self.coarse = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", gen_conv(5, c, 5)),
+                    ("conv2_downsample", gen_conv(c, 2 * c, 3, 2)),
+                    ("conv3", gen_conv(2 * c, 2 * c)),
+                    ("conv4_downsample", gen_conv(2 * c, 4 * c, 3, 2)),
+                    ("conv5", gen_conv(4 * c, 4 * c)),
+                    ("conv6", gen_conv(4 * c, 4 * c)),
+                    *_dilated("conv", 4 * c, 3),
+                    ("conv11", gen_conv(4 * c, 4 * c)),
+                    ("conv12", gen_conv(4 * c, 4 * c)),
+                    ("conv13_upsample", gen_deconv(4 * c, 2 * c)),
+                    ("conv14", gen_conv(2 * c, 2 * c)),
+                    ("conv15_upsample", gen_deconv(2 * c, c)),
+                    ("conv16", gen_conv(c, c // 2)),
+                    ("conv17", gen_conv(c // 2, 3, act="none")),
+                ]
+            )
+        )
+        self.refine = GntIptRefinement(c)
+        tf_init(self)
+
+    def check_input(self, image: torch.Tensor, hole: torch.Tensor) -> None:
+        """Raise ValueError unless image is N×3×H×W and hole N×1×H×W with H, W multiples of the stride."""
+        _check_input(image, hole, self.cfg.stride)
 
     def forward(
-        self, image: torch.Tensor, hole: torch.Tensor, positions: list[int], round_: int
-    ) -> BaselineOutput:
-        with self.autocast():
-            raw = self.net_forward(image, hole)
-        return BaselineOutput(raw.float())
-
-    def d_step(
-        self, image: torch.Tensor, hole: torch.Tensor, out: BaselineOutput, positions: list[int], round_: int
-    ) -> dict[str, float]:
-        """One discriminator update: real images vs detached composites of the generator's output."""
-        L = self.cfg.loss
-        _set_requires_grad([self.d_gen], True)
-        fake = composite(out.raw.detach(), image, hole)
-        with self.autocast():
-            d_real, d_fake = self.critic(image, hole).float(), self.critic(fake, hole).float()
-        loss_adv = critic_loss(L.gan_mode, d_real, d_fake)
-        gp = image.new_zeros(())
-        if L.gan_mode == "wgangp":
-            alpha = self._per_sample(positions, round_, 3, (1, 1, 1))
-            with self.autocast():
-                gp = gradient_penalty(lambda x: self.critic(x, hole), image, fake, alpha).float()
-        half = 0.5 if L.d_loss_half else 1.0
-        total = half * loss_adv + L.lambda_gp * gp
-        self._check_finite(total, "critic")
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self._apply(self.opt_d, list(self.d_gen.parameters()))
-        return {
-            "d/adv": loss_adv.item(),
-            "d/gp": gp.item(),
-            "d/total": total.item(),
-            "d/real_minus_fake": (d_real.mean() - d_fake.mean()).item(),
-        }
-
-    def g_terms(
-        self, image: torch.Tensor, hole: torch.Tensor, out: BaselineOutput
-    ) -> dict[str, torch.Tensor]:
-        """The unweighted generator terms: masked reconstruction and adversarial loss of the composite."""
-        L = self.cfg.loss
-        rec = masked_reconstruction(out.raw, image, hole, L.rec_norm)
-        with self.autocast():
-            adv = generator_adv_loss(L.gan_mode, self.critic(composite(out.raw, image, hole), hole).float())
-        return {"rec": rec, "adv": adv}
-
-    def g_total(self, t: dict[str, torch.Tensor], scales: int = 1) -> torch.Tensor:
-        """The generator objective: λ_rec · reconstruction + λ_g · adversarial."""
-        L = self.cfg.loss
-        return L.lambda_rec * t["rec"] + L.lambda_g * t["adv"]
-
-    def g_step(self, image: torch.Tensor, hole: torch.Tensor, out: BaselineOutput) -> dict[str, float]:
-        """One generator update with the discriminator frozen."""
-        _set_requires_grad([self.d_gen], False)
-        terms = self.g_terms(image, hole, out)
-        total = self.g_total(terms)
-        self._check_finite(total, "generator")
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        self._apply(self.opt_g, list(self.net.parameters()))
-        _set_requires_grad([self.d_gen], True)
-        if self.ema is not None:
-            self._update_ema()
-        return {"g/total": total.item(), **{f"g/{k}": v.item() for k, v in terms.items()}}
+        self, image: torch.Tensor, hole: torch.Tensor, stages: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self.check_input(image, hole)
+        coarse = self.coarse(five_channel_input(image, hole)).clamp(-1, 1)
+        pasted = coarse * hole + image * (1 - hole)
+        fine = self.refine(five_channel_input(pasted, hole), hole).clamp(-1, 1)
+        return (coarse, fine) if stages else fine
 
 
-class CETrainer(_BaselineTrainer):
-    """Context Encoders: ContextEncoder + a DCGAN discriminator on the whole composite image."""
+# -------------------------------------------------------------------------------------------- GMCNN
 
-    @staticmethod
-    def build_networks(cfg: Config) -> tuple[nn.Module, nn.Module, nn.Module]:
-        return (
-            ContextEncoder(cfg.model),
-            NoCritic(),
-            DCGANDiscriminator(cfg.model, cfg.data.size, critic_norm(cfg)),
+
+class GMCNN(_DeterministicInpainter):
+    """Wang et al.'s generative multi-column network (the released TensorFlow generator).
+
+    Three columns on the 5-channel input, cnum = ``model.ngf`` (32 there), each: conv (c), stride-2 conv
+    (2c), conv, stride-2 conv (4c), two convs, dilated convs (rates 2, 4, 8, 16, and 32 when c > 32, as
+    the original), two convs, at 1/4 resolution. Column 1: 7×7 convs, bilinear 4× upsampling (4c).
+    Column 2: 5×5 convs, nearest 2× + conv 3×3 (2c) + conv 5×5 (2c), bilinear 2× (2c). Column 3: a 5×5
+    first conv then 3×3 convs, nearest 2× + two convs (2c), nearest 2× + conv (c) + conv (c/2). The
+    columns are concatenated (6.5c channels), then conv 3×3 (c/2) and conv 3×3 to 3, clipped to [-1, 1].
+    ELU after every conv but the last, no normalisation. Sides must be multiples of 4 (``model.n_down`` = 1).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        _check_cnum(cfg, 1, "gmcnn")
+        self.cfg = cfg
+        c = cfg.ngf
+        extra = c > 32
+
+        def trunk(k: int, first_k: int) -> list[tuple[str, nn.Module]]:
+            return [
+                ("conv1", gen_conv(5, c, first_k)),
+                ("conv2_downsample", gen_conv(c, 2 * c, k, 2)),
+                ("conv3", gen_conv(2 * c, 2 * c, k)),
+                ("conv4_downsample", gen_conv(2 * c, 4 * c, k, 2)),
+                ("conv5", gen_conv(4 * c, 4 * c, k)),
+                ("conv6", gen_conv(4 * c, 4 * c, k)),
+                *_dilated("conv", 4 * c, k, extra),
+                ("conv11", gen_conv(4 * c, 4 * c, k)),
+                ("conv12", gen_conv(4 * c, 4 * c, k)),
+            ]
+
+        self.column1 = nn.Sequential(OrderedDict([*trunk(7, 7), ("up", Upsample(4, "bilinear"))]))
+        self.column2 = nn.Sequential(
+            OrderedDict(
+                [
+                    *trunk(5, 5),
+                    ("conv13_upsample", nn.Sequential(Upsample(2), gen_conv(4 * c, 2 * c, 3))),
+                    ("conv14", gen_conv(2 * c, 2 * c, 5)),
+                    ("up", Upsample(2, "bilinear")),
+                ]
+            )
         )
-
-    def critic(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        return self.d_gen(x)
-
-
-class GLTrainer(_BaselineTrainer):
-    """GLCIC: GLCompletionNet + the global-and-local discriminator (one module, as in the paper)."""
-
-    @staticmethod
-    def build_networks(cfg: Config) -> tuple[nn.Module, nn.Module, nn.Module]:
-        return (
-            GLCompletionNet(cfg.model),
-            NoCritic(),
-            GLDiscriminator(cfg.model, cfg.data.size, critic_norm(cfg)),
+        self.column3 = nn.Sequential(
+            OrderedDict(
+                [
+                    *trunk(3, 5),
+                    ("conv13_upsample", nn.Sequential(Upsample(2), gen_conv(4 * c, 2 * c, 3))),
+                    ("conv14", gen_conv(2 * c, 2 * c, 3)),
+                    ("conv15_upsample", nn.Sequential(Upsample(2), gen_conv(2 * c, c, 3))),
+                    ("conv16", gen_conv(c, c // 2, 3)),
+                ]
+            )
         )
+        merged = 4 * c + 2 * c + c // 2
+        self.merge = nn.Sequential(
+            OrderedDict(
+                [("conv17", gen_conv(merged, c // 2, 3)), ("conv18", gen_conv(c // 2, 3, act="none"))]
+            )
+        )
+        tf_init(self)
 
-    def critic(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        return self.d_gen(x, hole)
+    def check_input(self, image: torch.Tensor, hole: torch.Tensor) -> None:
+        """Raise ValueError unless image is N×3×H×W and hole N×1×H×W with H, W multiples of the stride."""
+        _check_input(image, hole, self.cfg.stride)
+
+    def forward(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        self.check_input(image, hole)
+        x = five_channel_input(image, hole)
+        merged = torch.cat([self.column1(x), self.column2(x), self.column3(x)], dim=1)
+        return self.merge(merged).clamp(-1, 1)
 
 
-BASELINE_TRAINERS: dict[str, type[Trainer]] = {"ce": CETrainer, "gl": GLTrainer}
-BASELINE_GENERATORS: dict[str, type[nn.Module]] = {"ce": ContextEncoder, "gl": GLCompletionNet}
+# ------------------------------------------------------------------- global and local WGAN critics
+
+
+class ConvCritic(nn.Module):
+    """5×5 stride-2 convs ("SAME"), LeakyReLU 0.2, flatten, dense → 1 (the originals' WGAN critics).
+
+    ``widths``: output channels per conv. Built for ``size``×``size`` inputs (the dense layer fixes it).
+    N×3×size×size → N×1 (no activation: a WGAN critic).
+    """
+
+    def __init__(self, widths: tuple[int, ...], size: int, use_sn: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin, side = 3, size
+        for cout in widths:
+            conv = nn.Conv2d(cin, cout, 5, 2, 2)
+            tf_init(conv)
+            layers += [sn(conv, use_sn), nn.LeakyReLU(0.2)]
+            cin, side = cout, math.ceil(side / 2)
+        self.convs = nn.Sequential(*layers)
+        dense = nn.Linear(cin * side * side, 1)
+        tf_init(dense)
+        self.dense = sn(dense, use_sn)
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"this critic is built for {self.size}² inputs, got {tuple(x.shape)}")
+        return self.dense(self.convs(x).flatten(1))
+
+
+class GlobalLocalCritics(nn.Module):
+    """Two separate WGAN critics: ``global_critic`` on the whole image, ``local_critic`` on the
+    (size/2)² window centred on the hole's bounding box (:func:`crop_around_hole`).
+
+    ``forward(x, hole)``: x N×3×size×size, hole N×1×size×size → (global N×1, local N×1).
+    """
+
+    def __init__(
+        self, global_widths: tuple[int, ...], local_widths: tuple[int, ...], size: int, use_sn: bool
+    ) -> None:
+        super().__init__()
+        self.size, self.local_size = size, size // 2
+        self.global_critic = ConvCritic(global_widths, size, use_sn)
+        self.local_critic = ConvCritic(local_widths, self.local_size, use_sn)
+
+    def crop(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """The local critic's window of x (N×C×size×size) around each hole."""
+        return crop_around_hole(x, hole, self.local_size, self.local_size)
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"these critics are built for {self.size}² inputs, got {tuple(x.shape)}")
+        return self.global_critic(x), self.local_critic(self.crop(x, hole))
+
+
+def gntipt_critics(cfg: ModelConfig, size: int) -> GlobalLocalCritics:
+    """DeepFill v1's critics, cnum = ``disc_channels`` (64): global 4 convs (c, 2c, 4c, 4c), local 4 convs
+    (c, 2c, 4c, 8c), each → dense → 1. ``disc_max_channels`` is not used (fixed multipliers)."""
+    c = cfg.disc_channels
+    return GlobalLocalCritics((c, 2 * c, 4 * c, 4 * c), (c, 2 * c, 4 * c, 8 * c), size, cfg.spectral_norm)
+
+
+def gmcnn_critics(cfg: ModelConfig, size: int) -> GlobalLocalCritics:
+    """GMCNN's TF critics, cnum = ``disc_channels`` (64): 6 convs each (c, 2c, 4c, 8c, 4c, 2c) → dense → 1."""
+    c = cfg.disc_channels
+    widths = (c, 2 * c, 4 * c, 8 * c, 4 * c, 2 * c)
+    return GlobalLocalCritics(widths, widths, size, cfg.spectral_norm)
+
+
+# -------------------------------------------------------------------------------------- registries
+
+GMCNN_MRF_ALPHA = 0.05  # mrf_alpha of the released GMCNN code: the ID-MRF weight
+
+
+def gmcnn_mrf_weight(cfg: Config) -> float:
+    """GMCNN's ID-MRF weight, ``loss.lambda_mrf`` (the original code's is 0.05, ``GMCNN_MRF_ALPHA``)."""
+    return float(cfg.loss.lambda_mrf)
+
+
+DISPLAY_NAMES = {
+    "dualpath": "dual-path (ours)",
+    "ce": "Context Encoders",
+    "gl": "GLCIC",
+    "gntipt": "GntIpt (DeepFill v1)",
+    "gmcnn": "GMCNN",
+}
+
+
+def display_name(cfg: Config) -> str:
+    """The model's name for reports: "GMCNN without ID-MRF" when GMCNN trains with an ID-MRF weight of 0."""
+    if cfg.model.family == "gmcnn" and gmcnn_mrf_weight(cfg) == 0:
+        return "GMCNN without ID-MRF"
+    return DISPLAY_NAMES.get(cfg.model.family, cfg.model.family)
+
+
+BASELINE_GENERATORS: dict[str, type[nn.Module]] = {
+    "ce": ContextEncoder,
+    "gl": GLCompletionNet,
+    "gntipt": GntIpt,
+    "gmcnn": GMCNN,
+}
 
 
 def build_baseline_generator(cfg: ModelConfig) -> nn.Module:
-    """The generator of a baseline family (``ce`` or ``gl``) from the model config alone."""
+    """The generator of a baseline family (ce, gl, gntipt, gmcnn) from the model config alone."""
     try:
         return BASELINE_GENERATORS[cfg.family](cfg)
     except KeyError:
-        raise ValueError(f"no baseline generator for family {cfg.family!r}; valid: ce, gl") from None
+        valid = ", ".join(BASELINE_GENERATORS)
+        raise ValueError(f"no baseline generator for family {cfg.family!r}; valid: {valid}") from None

@@ -159,6 +159,9 @@ class LossConfig:
     gen_at_prior_mean: bool = False  # train the generation path at z = prior mean (ε = 0): its hole and
     # adversarial terms then cannot fine the spread of prior samples; the reconstruction path's posterior
     # draws teach the shared G to use z, so --samples differ
+    lambda_mrf: float = 0.0  # GMCNN's ID-MRF term on VGG19 features (needs vgg19_weights when > 0)
+    vgg19_weights: str = ""  # a local VGG19 state dict (torchvision keys features.N.*); nothing downloads
+    discount_gamma: float = 0.99  # GntIpt's spatially discounted L1: weight γ^(distance to the border)
 
     def __post_init__(self) -> None:
         s = "loss"
@@ -180,7 +183,9 @@ class LossConfig:
             "lambda_hole_g",
             "lambda_texture",
             "lambda_fm",
+            "lambda_mrf",
         )
+        _check(0 < self.discount_gamma <= 1, f"loss.discount_gamma={self.discount_gamma} must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -72,22 +72,37 @@ def describe(cfg: Config, size: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def _describe_other(cfg: Config, size: int) -> str:
-    """Parameters and inference GFLOPs of a baseline family (one generator, its critics)."""
-    from .train import make_trainer
+def _children_rows(module: nn.Module, indent: str = "  ") -> list[tuple[str, int]]:
+    """(name, parameters) of a module's direct children that have parameters, when there are several."""
+    rows = [(indent + name, count_parameters(child)) for name, child in module.named_children()]
+    rows = [r for r in rows if r[1]]
+    return rows if len(rows) > 1 else []
 
-    trainer = make_trainer(cfg)
-    net = trainer.net.eval()
+
+def _describe_other(cfg: Config, size: int) -> str:
+    """Parameters and inference GFLOPs of a baseline family: its generator and critics, built from the
+    config alone (no trainer: GMCNN's trainer needs VGG19 weights, which counting does not)."""
+    from .baseline_models import display_name
+    from .baseline_trainers import BASELINE_TRAINERS
+
+    torch.manual_seed(0)
+    net, d_rec, d_gen = BASELINE_TRAINERS[cfg.model.family].build_networks(cfg)
+    net = net.eval()
     image = torch.zeros(1, 3, size, size)
     hole = torch.zeros(1, 1, size, size)
     hole[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    gen, critics = count_parameters(net), count_parameters(d_rec) + count_parameters(d_gen)
+    rows = [("generator", gen), *_children_rows(net)]
+    if count_parameters(d_rec):
+        rows.append(("critic 1", count_parameters(d_rec)))
+    rows += [("critic" if not count_parameters(d_rec) else "critic 2", count_parameters(d_gen))]
+    rows += _children_rows(d_gen)
     lines = [
-        f"config: family {cfg.model.family}, image {size}×{size}",
+        f"config: family {cfg.model.family} ({display_name(cfg)}), image {size}×{size}",
         "",
         f"{'network':<40}{'parameters':>14}",
-        f"{'generator':<40}{count_parameters(net):>14,}",
-        f"{'critic 1':<40}{count_parameters(trainer.d_rec):>14,}",
-        f"{'critic 2':<40}{count_parameters(trainer.d_gen):>14,}",
+        *[f"{name:<40}{n:>14,}" for name, n in rows],
+        f"{'total with the critics':<40}{gen + critics:>14,}",
         "",
         f"{'inference, one fill':<40}{count_flops(net.complete, image, hole) / 1e9:>14.2f} GFLOPs",
     ]
