@@ -7,10 +7,11 @@
 # Runs from the repository root with PYTHONPATH=src and `python -m dualinpaint` (nothing installed,
 # nothing downloaded). Steps, each under its own `timeout` so that a slow one cannot eat the training time:
 #   1. the GPU tests: pytest -m gpu tests/test_gpu.py           -> OUTDIR/tests.log  (a failure is logged)
-#   2. speed on the device: inference of the shipped model at 256/512/1024, the photo preset's smooth
-#      fill per image, training samples/s of `photo` and `paper` at 256² and 128², fp32 and
-#      bf16 + channels_last                                      -> OUTDIR/bench.json (row by row)
-#      (`dualinpaint bench` has no device option, so this is the script's own timing of the same rows)
+#   2. speed on the device: `python -m dualinpaint bench --device cuda`: inference of the shipped model at
+#      256/512/1024, training samples/s of `photo` and `paper` at 256² and 128², fp32 and
+#      bf16 + channels_last (bench writes its --json row by row) -> OUTDIR/bench.json
+#      then the photo preset's smooth fill per image (no bench row times it alone: the helper's own
+#      timing, added to the same file under "prefill")
 #   3. fine-tune the shipped model (--init default, with the config stored in it) at 256² crops in
 #      bf16 + channels_last until the time left (--time-limit), checkpointed about every minute; a
 #      background loop turns the run's latest state.pt into OUTDIR files every CONVERT_EVERY seconds
@@ -90,16 +91,18 @@ trap 'exit 0' INT TERM
 if [ "$REHEARSE" = 1 ]; then  # CPU, the tiny preset, tiny sizes, a few steps
     MODE=rehearsal
     BUDGET=${BUDGET:-90}
-    T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
+    T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
     BATCH=${BATCH:-4} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
     SIZE=32 STEPS_ARG=(--steps 6) CKPT_EVERY=2
     # shellcheck disable=SC2054  # the commas are inside option values
-    BENCH_ARGS=(--sizes 32,64 --presets tiny --train-sizes 32 --prefill-size 32 --runs 1 --warmup 1)
+    BENCH_ARGS=(--sizes 32,64 --train-config tiny --train-sizes 32 --runs 1 --warmup 1)
+    PREFILL_ARGS=(--size 32 --runs 1 --warmup 1)
 else
     MODE=gpu
     BUDGET=${BUDGET:-480}
-    # worst case (every step at its limit): 60 + 90 + 120 + (60 + 90) + 25 + 15 = 460 s, plus kill graces
-    T_PREPARE=60 T_TESTS=90 T_BENCH=120 T_FINAL=25 FINAL_RESERVE=40 TRAIN_STARTUP=60 MIN_TRAIN=60
+    # worst case (every step at its limit): 60 + 90 + 100 + 20 + (60 + 90) + 25 + 15 = 460 s, plus kill
+    # graces
+    T_PREPARE=60 T_TESTS=90 T_BENCH=100 T_PREFILL=20 T_FINAL=25 FINAL_RESERVE=40 TRAIN_STARTUP=60 MIN_TRAIN=60
     # Batch 40: the shipped model is small (356 k generator parameters), so no batch the corpus allows
     # fills an H200's arithmetic, and its biharmonic smooth fill is solved image by image
     # (generator._biharmonic_solve: thousands of small kernels per image), so a step costs about the
@@ -109,8 +112,9 @@ else
     BATCH=${BATCH:-40} WORKERS=${WORKERS:-8} CONVERT_EVERY=${CONVERT_EVERY:-60}
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values
-    BENCH_ARGS=(--sizes 256,512,1024 --presets photo,paper --train-sizes 256,128 --prefill-size 256
-        --runs 3 --warmup 1)
+    # photo first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows it did
+    BENCH_ARGS=(--sizes 256,512,1024 --train-config photo,paper --train-sizes 256,128 --runs 3 --warmup 1)
+    PREFILL_ARGS=(--size 256 --runs 3 --warmup 1)
 fi
 
 note() { echo "[device_run $(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$LOG"; }
@@ -142,12 +146,11 @@ import sys
 import time
 from pathlib import Path
 
-GAP = (
-    "dualinpaint bench has no device option: bench.bench_inference makes CPU inputs (_example), "
-    "autocasts on 'cpu' and never synchronises a device; bench.bench_train calls make_trainer(cfg, 'cpu'); "
-    "both decide bf16 with fastpath.resolve_precision / bf16_supported() for the CPU. These rows are "
-    "device_run.sh's own timing of the same cases on the device (bench.measure, bench._FixedStream), "
-    "synchronising the device inside each timed call."
+NOTE = (
+    "inference and train rows: `python -m dualinpaint bench --device DEVICE` (inputs, network and trainer "
+    "on the device, bf16 autocast on its type, torch.cuda.synchronize around each timed call, peak_gpu_mb "
+    "per row, the GPU in machine). prefill rows: device_run.sh's own timing of the photo preset's smooth "
+    "fill alone (bench has no such row), synchronised and measured the same way (bench.measure)."
 )
 MAX_BYTES = 15 * 2**20  # OUTDIR files stay under the 16 MB a returned file may have
 
@@ -234,183 +237,57 @@ def cmd_prepare(a):
     (work / "prep.env").write_text("".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items()))
 
 
-# ------------------------------------------------------------------------------------------- bench
+# ------------------------------------------------------------------------------------------- prefill
 
 
-def cmd_bench(a):
-    import warnings
-
+def cmd_prefill(a):
+    """The smooth fill (the photo preset's biharmonic prefill) on its own, per batch of training masks,
+    added as "prefill" rows (and a "note") to the bench.json that `dualinpaint bench --json` wrote (a new
+    file if it wrote none)."""
     import numpy as np
     import torch
 
     from dualinpaint import bench as B
     from dualinpaint.config import load_config
-    from dualinpaint.fastpath import bf16_supported, prepare_for_inference
+    from dualinpaint.generator import DualPathInpainter
     from dualinpaint.masks import MaskSampler
-    from dualinpaint.train import make_trainer
 
-    dev = torch.device(a.device)
-    cuda = dev.type == "cuda"
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(dev)
-
-    def peak_reset():
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(dev)
-
-    def peak_gb():
-        return round(torch.cuda.max_memory_allocated(dev) / 2**30, 3) if cuda else None
-
-    bf16 = bf16_supported(dev)
-    report = {
-        "note": GAP,
-        "device": str(dev),
-        "machine": B.machine_info(),
-        "settings": {"runs": a.runs, "warmup": a.warmup, "sizes": a.sizes, "batch": a.batch},
-        "inference": [],
-        "prefill": [],
-        "train": [],
-    }
-    if cuda:
-        p = torch.cuda.get_device_properties(dev)
-        report["cuda"] = {
-            "name": p.name,
-            "capability": f"{p.major}.{p.minor}",
-            "memory_gb": round(p.total_memory / 2**30, 1),
-            "multiprocessors": p.multi_processor_count,
-            "torch_cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-            "bf16": bf16,
-            "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        }
     out = Path(a.json)
+    try:
+        report = json.loads(out.read_text())
+    except (OSError, ValueError):  # bench wrote nothing (failed or stopped before its first row)
+        report = {}
+    report["note"] = NOTE
+    report["prefill"] = []
 
     def save():
-        write_atomic(out, (json.dumps(report, indent=1) + "\n").encode())
+        write_atomic(out, (json.dumps(report, indent=2) + "\n").encode())
 
     save()
+    pcfg = load_config(a.preset, [f"data.size={a.size}"])
+    if pcfg.model.prefill == "none":
+        print(f"prefill: the {a.preset} preset has no smooth fill", flush=True)
+        return 0
+    dev = B._Device(a.device)
+    pnet = DualPathInpainter(pcfg.model).to(dev.device)
+    size, n = a.size, a.batch
+    sampler = MaskSampler(pcfg.masks.mix, size, size)
+    holes = torch.stack([sampler(np.random.default_rng(i)) for i in range(n)]).to(dev.device)
+    image = (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(dev.device)
 
-    def timed(fn):
-        def run():
-            result = fn()
-            sync()
-            return result
-
-        return run
-
-    # inference of the shipped model, one image per size
-    net, cfg, described = B.load_network(a.model, None)
-    report["model"] = {"source": described, "parameters": sum(p.numel() for p in net.parameters())}
-    plain = net.to(dev)
-    fast = prepare_for_inference(net, channels_last=True).to(dev)  # built on the CPU: moved here
-    for size in a.sizes:
-        image, hole = B._example(size, cfg.model.stride)
-        image, hole = image.to(dev), hole.to(dev)
-        image_cl = image.contiguous(memory_format=torch.channels_last)
+    def prefill(image=image, holes=holes):
         with torch.no_grad():
-            ref = plain.complete(image, hole)
+            return pnet.prefill(image, holes)
 
-        def baseline(image=image, hole=hole, net=plain):
-            with torch.no_grad():
-                return net.complete(image, hole)
-
-        def fast_fp32(image=image_cl, hole=hole, net=fast):
-            with torch.inference_mode():
-                return net.complete(image, hole)
-
-        def fast_bf16(image=image_cl, hole=hole, net=fast):
-            with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16):
-                return net.complete(image, hole)
-
-        variants = [("fp32 baseline", baseline), ("fast path fp32 (frozen, channels_last)", fast_fp32)]
-        if bf16:
-            variants.append(("fast path bf16 autocast", fast_bf16))
-        base = None
-        for name, fn in variants:
-            peak_reset()
-            result = timed(fn)()
-            row = {"size": image.shape[-1], "variant": name, **B.measure(timed(fn), a.runs, a.warmup)}
-            row["max_abs_diff"] = float((result.float() - ref).abs().max())
-            base = base or row["median_s"]
-            row["speedup"] = base / row["median_s"]
-            row["peak_mem_gb"] = peak_gb()
-            report["inference"].append(row)
-            save()
-            print(f"inference {size}² {name}: {row['median_s'] * 1000:.1f} ms", flush=True)
-    del plain, fast, net
-
-    # the smooth fill (the photo preset's biharmonic prefill) on its own, per batch of training masks
-    pcfg = load_config(a.prefill_preset, [f"data.size={a.prefill_size}"])
-    if pcfg.model.prefill != "none":
-        from dualinpaint.generator import DualPathInpainter
-
-        pnet = DualPathInpainter(pcfg.model).to(dev)
-        size, n = a.prefill_size, a.batch
-        sampler = MaskSampler(pcfg.masks.mix, size, size)
-        holes = torch.stack([sampler(np.random.default_rng(i)) for i in range(n)]).to(dev)
-        image = (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(dev)
-
-        def prefill(image=image, holes=holes):
-            with torch.no_grad():
-                return pnet.prefill(image, holes)
-
-        row = {"preset": a.prefill_preset, "size": size, "batch": n, "fill": pcfg.model.prefill}
-        row.update(B.measure(timed(prefill), a.runs, a.warmup))
-        row["images_per_s"] = n / row["median_s"]
-        report["prefill"].append(row)
-        save()
-        print(f"prefill {a.prefill_preset} {size}² ×{n}: {row['median_s']:.3f} s", flush=True)
-        del pnet
-
-    # training steps on a fixed synthetic batch
-    variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
-    if bf16:
-        variants.append(("channels_last + bf16", ["train.channels_last=true", "train.bf16=true"]))
-    else:
-        variants.append(
-            ("channels_last (fp32: no native bf16)", ["train.channels_last=true", "train.bf16=false"])
-        )
-    for preset in a.presets:
-        for size in a.train_sizes:
-            base = None
-            for name, sets in variants:
-                over = [f"data.size={size}", "data.load_size=0", f"data.batch_size={a.batch}", *sets]
-                cfg = load_config(preset, over)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    trainer = make_trainer(cfg, dev)
-                stream = B._FixedStream(a.batch, size)
-                peak_reset()
-                t0 = time.perf_counter()
-                trainer.train_step(stream)
-                sync()
-                first = time.perf_counter() - t0
-                step = timed(lambda t=trainer, s=stream: t.train_step(s))
-                row = {
-                    "preset": preset,
-                    "size": size,
-                    "batch": a.batch,
-                    "variant": name,
-                    "gan_mode": cfg.loss.gan_mode,
-                    "n_critic": cfg.optim.n_critic,
-                    "first_step_s": first,
-                    **B.measure(step, a.runs, max(0, a.warmup - 1)),
-                }
-                row["samples_per_s"] = a.batch / row["median_s"]
-                base = base or row["samples_per_s"]
-                row["speedup"] = row["samples_per_s"] / base
-                row["peak_mem_gb"] = peak_gb()
-                report["train"].append(row)
-                save()
-                print(
-                    f"train {preset} {size}² ×{a.batch} {name}: {row['samples_per_s']:.1f} samples/s",
-                    flush=True,
-                )
-                del trainer, stream
+    dev.reset_peak()
+    where = str(dev.device)
+    row = {"preset": a.preset, "size": size, "batch": n, "fill": pcfg.model.prefill, "device": where}
+    row.update(B.measure(prefill, a.runs, a.warmup, dev.syncer))
+    row["images_per_s"] = n / row["median_s"]
+    row.update(dev.peak())
+    report["prefill"].append(row)
+    save()
+    print(f"prefill {a.preset} {size}² ×{n} on {where}: {row['median_s']:.3f} s", flush=True)
     return 0
 
 
@@ -547,18 +424,29 @@ def cmd_summary(a):
     if bench.is_file():
         try:
             b = json.loads(bench.read_text())
+            m = b.get("machine")
+            if m:
+                gpu = f" ({m['gpu']})" if m.get("gpu") else ""
+                lines.append(f"  bench on {m['device']}{gpu}, precision {b['settings']['precision']}")
+
+            def gb(r):
+                return f", {r['peak_gpu_mb'] / 1024:.2f} GB" if r.get("peak_gpu_mb") is not None else ""
+
             for r in b.get("inference", []):
-                lines.append(f"  bench inference {r['size']}² {r['variant']}: {r['median_s'] * 1000:.1f} ms")
+                if "skipped" in r:
+                    continue
+                lines.append(
+                    f"  bench inference {r['size']}² {r['variant']}: {r['median_s'] * 1000:.1f} ms{gb(r)}"
+                )
             for r in b.get("prefill", []):
                 lines.append(
                     f"  bench smooth fill {r['preset']} {r['size']}² ×{r['batch']}: "
                     f"{r['images_per_s']:.1f} images/s"
                 )
             for r in b.get("train", []):
-                mem = f", {r['peak_mem_gb']} GB" if r.get("peak_mem_gb") is not None else ""
                 lines.append(
                     f"  bench train {r['preset']} {r['size']}² ×{r['batch']} {r['variant']}: "
-                    f"{r['samples_per_s']:.1f} samples/s{mem}"
+                    f"{r['samples_per_s']:.1f} samples/s{gb(r)}"
                 )
         except Exception as err:  # noqa: BLE001
             lines.append(f"  bench.json unreadable: {err}")
@@ -602,15 +490,11 @@ def main():
     s.add_argument("--work", required=True)
     s.add_argument("--data", default="")
     s.add_argument("--init", default=None)
-    s = sub.add_parser("bench")
+    s = sub.add_parser("prefill")
     s.add_argument("--device", required=True)
-    s.add_argument("--model", required=True)
-    s.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], required=True)
-    s.add_argument("--presets", type=lambda t: t.split(","), required=True)
-    s.add_argument("--train-sizes", type=lambda t: [int(x) for x in t.split(",")], required=True)
+    s.add_argument("--preset", default="photo")
+    s.add_argument("--size", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
-    s.add_argument("--prefill-preset", default="photo")
-    s.add_argument("--prefill-size", type=int, required=True)
     s.add_argument("--runs", type=int, default=3)
     s.add_argument("--warmup", type=int, default=1)
     s.add_argument("--json", required=True)
@@ -630,7 +514,7 @@ def main():
     a = p.parse_args()
     return {
         "prepare": cmd_prepare,
-        "bench": cmd_bench,
+        "prefill": cmd_prefill,
         "ckpt-every": cmd_ckpt_every,
         "convert": cmd_convert,
         "summary": cmd_summary,
@@ -662,16 +546,21 @@ else
     note "prepare FAILED: no fine-tune config or corpus (see run.log); training will be skipped"
 fi
 [ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
-note "init $INIT, ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH"
+[ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
+note "init $INIT, ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
 # ---- 1. the GPU tests (collected and skipped without CUDA)
 run_step tests "$T_TESTS" "$OUTDIR/tests.log" \
     "$PY" -m pytest -m gpu tests/test_gpu.py -v -rfEsxX -p no:cacheprovider
 
 # ---- 2. speed on this device
+# `dualinpaint bench` rewrites --json after every row: a bench stopped at its budget keeps the rows it did
 run_step bench "$T_BENCH" "$LOG" \
-    "$PY" "$HELPER" bench --device "$DEVICE" --model "${INIT:-default}" --batch "$BATCH" \
+    "$PY" -m dualinpaint bench --device "$DEVICE" --model "${INIT:-default}" --train --batch "$BATCH" \
     --json "$OUTDIR/bench.json" "${BENCH_ARGS[@]}"
+find "$OUTDIR" -maxdepth 1 -name '.*.tmp' -type f -delete 2>/dev/null  # a write cut short by the timeout
+run_step prefill "$T_PREFILL" "$LOG" \
+    "$PY" "$HELPER" prefill --device "$DEVICE" --batch "$BATCH" --json "$OUTDIR/bench.json" "${PREFILL_ARGS[@]}"
 
 # ---- 3. fine-tune until the time left runs out, copying results into OUTDIR as they come
 if [ -n "$FINETUNE_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then

@@ -139,3 +139,111 @@ def test_peak_memory_of_a_child_is_its_own_not_the_parents() -> None:
     code = "from dualinpaint import bench; print(bench._peak_rss_mb())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert len(ballast) and 0 < float(out.stdout) < 1024, out.stdout
+
+
+# ------------------------------------------------------------------------------------------------ device
+
+
+def test_explicit_cpu_device_and_rows_reported_as_they_come() -> None:
+    snapshots = []
+    report = bench.run_bench(
+        config="tiny",
+        sizes=[32],
+        runs=1,
+        warmup=0,
+        train=True,
+        train_config="tiny,tiny",  # several presets, one after the other
+        train_sizes=[32],
+        batch=2,
+        threads=1,
+        precision="fp32",
+        device="cpu",
+        on_update=lambda r: snapshots.append((len(r["inference"]), len(r["train"]))),
+    )
+    assert report["machine"]["device"] == report["settings"]["device"] == "cpu"
+    assert report["settings"]["notes"] == [] and "gpu" not in report["machine"]
+    assert len(report["inference"]) == 2 and len(report["train"]) == 4
+    assert snapshots == [(1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4)]  # once per row, in order
+    assert not any("peak_gpu_mb" in r for r in report["inference"] + report["train"])  # CPU: no GPU column
+    assert "peak GPU" not in bench.to_markdown(report)
+
+
+def test_measure_synchronises_around_each_timed_call() -> None:
+    calls = []
+    s = bench.measure(lambda: calls.append("fn"), runs=2, warmup=1, sync=lambda: calls.append("sync"))
+    assert calls == ["fn", "sync", "fn", "sync", "sync", "fn", "sync"] and s["runs"] == 2
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_is_a_one_line_error(
+    device: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out_json = tmp_path / "bench.json"
+    args = ["bench", "--config", "tiny", "--sizes", "32", "--device", device, "--json", str(out_json)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and repr(device) in err and err.count("\n") == 1
+    assert not out_json.exists()
+    net, _, _ = bench.load_network(None, "tiny")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        bench.bench_inference(net, [32], runs=1, warmup=0, device=device)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        bench.bench_train("tiny", [32], 2, runs=1, warmup=0, device=device)
+
+
+def test_json_is_written_row_by_row(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run that stops part-way (here: an unknown training preset after the inference rows) leaves the
+    rows it finished in --json."""
+    out_json = tmp_path / "bench.json"
+    args = ["bench", "--config", "tiny", "--sizes", "32", "--runs", "1", "--warmup", "0", "--threads", "1"]
+    assert main([*args, "--train", "--train-config", "nosuch", "--json", str(out_json)]) == 2
+    assert "nosuch" in capsys.readouterr().err
+    report = json.loads(out_json.read_text())
+    assert [r["variant"] for r in report["inference"]][0] == "fp32 baseline" and len(report["inference"]) == 2
+    assert report["train"] == [] and report["settings"]["device"] == "cpu"
+
+
+def test_markdown_of_a_cuda_report() -> None:
+    """The GPU's name, notes and peak GPU memory in the tables (a made-up report: no GPU needed)."""
+    timing = {"median_s": 0.01, "min_s": 0.01, "max_s": 0.02, "speedup": 1.0}
+    report = {
+        "machine": {
+            "cpu": "Some CPU",
+            "physical_cores": 16,
+            "logical_cpus": 32,
+            "torch": "2.11.0",
+            "onnxruntime": None,
+            "threads": 16,
+            "device": "cuda:0",
+            "bf16_supported": True,
+            "gpu": "NVIDIA H200",
+            "gpu_memory_gb": 139.8,
+            "gpu_capability": "9.0",
+            "cuda": "12.8",
+        },
+        "model": {"source": "default", "family": "dualpath", "parameters": 1000, "ngf": 8},
+        "settings": {"runs": 3, "warmup": 1, "notes": ["ONNX Runtime runs on the CPU only"]},
+        "inference": [
+            {"size": 256, "variant": "fp32 baseline", **timing, "max_abs_diff": 0.0, "peak_gpu_mb": 123.4},
+            {"size": 256, "variant": "onnxruntime", "skipped": "ONNX Runtime runs on the CPU only"},
+        ],
+        "photo": [],
+        "train": [
+            {
+                "preset": "photo",
+                "gan_mode": "hinge",
+                "size": 128,
+                "batch": 40,
+                "variant": "channels_last + bf16",
+                **timing,
+                "samples_per_s": 4000.0,
+                "first_step_s": 2.0,
+                "peak_gpu_mb": 2048.0,
+            }
+        ],
+    }
+    md = bench.to_markdown(report)
+    assert "device cuda:0: NVIDIA H200 (139.8 GB, compute 9.0, CUDA 12.8), native bf16: yes" in md
+    assert "Note: ONNX Runtime runs on the CPU only." in md
+    assert "peak GPU 123 MB" in md and "| peak GPU MB |" in md and "| 2048 |" in md

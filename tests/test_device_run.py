@@ -1,7 +1,8 @@
 """``scripts/device_run.sh``: the GPU visit's one command, kept from rotting by its CPU rehearsal.
 
 The rehearsal (``--rehearse``) runs every step of the GPU run on the CPU with the tiny preset: the GPU
-tests (skipped here), the bench rows, a short fine-tune with the background conversion, the final copy
+tests (skipped here), ``python -m dualinpaint bench --device cpu`` with tiny sizes and the helper's
+smooth-fill rows, a short fine-tune with the background conversion, the final copy
 and the summary. Its OUTDIR must keep the contract the GPU machine's return path imposes: at most 8
 plain files, none over 16 MB, and fp16 weights that load into the networks.
 """
@@ -152,7 +153,7 @@ def test_rehearsal_keeps_the_outdir_contract(rehearsal: Rehearsal) -> None:
     assert not list(Path(out.parent).glob("device_run.*")), "the work folder was not removed"
     # the summary names every step, and none failed
     assert "device_run summary (rehearsal)" in proc.stdout
-    for step in ("tests", "bench", "train", "final"):
+    for step in ("tests", "bench", "prefill", "train", "final"):
         assert f"  {step:<8} ok" in proc.stdout, proc.stdout
 
 
@@ -165,9 +166,17 @@ def test_rehearsal_results_are_usable(rehearsal: Rehearsal) -> None:
     assert rows[-1]["step"] == REHEARSAL_STEPS and any("val/psnr" in r for r in rows)
     assert load_config(out / "config.yaml").model.family == "dualpath"
     bench = json.loads((out / "bench.json").read_text())
-    assert "no device option" in bench["note"] and bench["device"] == "cpu"
+    # step 2 is `dualinpaint bench --device cpu` (the GPU run: --device cuda), then the helper's smooth fill
+    assert "dualinpaint bench --device" in bench["note"]
+    assert bench["settings"]["device"] == bench["machine"]["device"] == "cpu"
     assert {r["size"] for r in bench["inference"]} == {32, 64}
-    assert bench["train"] and all(r["samples_per_s"] > 0 for r in bench["train"])
+    assert [r["variant"] for r in bench["inference"]][0] == "fp32 baseline"
+    assert [(r["preset"], r["size"]) for r in bench["train"]] == [("tiny", 32)] * 2
+    assert all(r["samples_per_s"] > 0 and r["batch"] == 4 for r in bench["train"])
+    (prefill,) = bench["prefill"]
+    assert prefill["preset"] == "photo" and prefill["size"] == 32 and prefill["images_per_s"] > 0
+    log = (out / "run.log").read_text()
+    assert "| 32² | fp32 baseline |" in log  # bench's own tables, in the run log
     tests_log = (out / "tests.log").read_text()
     assert "test_gpu.py" in tests_log and " skipped" in tests_log  # collected, skipped without CUDA
     with Image.open(out / "samples.png") as grid:

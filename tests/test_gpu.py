@@ -4,8 +4,11 @@
   TF32 off (a training forward of both paths with explicit noise, the deterministic fill, a critic);
 - one trainer step of each GAN loss on CUDA under bf16 autocast with channels_last: finite losses, the
   WGAN-GP penalty's double backward, every network's weights moved;
-- the inference fast path and the ``Inpainter`` on CUDA (the ``Inpainter`` has no device argument: its
-  network is moved by hand here, see ``test_a_cuda_network_stays_on_cuda``);
+- the inference fast path and ``Inpainter(device="cuda")`` (and a CUDA network staying there): the same
+  fills as on the CPU in fp32, bf16 autocast on CUDA, the caller's network left where it was;
+- ``dualinpaint bench --device cuda`` on the tiny preset: rows on the GPU, synchronised timings, the GPU
+  in the machine info, peak GPU memory per row, ONNX rows skipped with a note, the photo case's fresh
+  process on CUDA;
 - the nccl process group with one process (in a subprocess): all_reduce, a trainer step under it and
   the trainer's collective helpers.
 
@@ -26,9 +29,11 @@ import pytest
 import torch
 from PIL import Image
 
+from dualinpaint import bench
+from dualinpaint.cli import main
 from dualinpaint.config import Config, load_config
 from dualinpaint.discriminator import build_discriminator
-from dualinpaint.fastpath import prepare_for_inference
+from dualinpaint.fastpath import bf16_supported, prepare_for_inference
 from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import Inpainter
 from dualinpaint.layers import ShortLongAttention
@@ -261,31 +266,129 @@ def _fills(inpainter: Inpainter, image: Image.Image, mask: np.ndarray) -> list[n
     return [np.asarray(x, np.int16) for x in (det, *sampled)]
 
 
-def test_inpainter_with_its_network_moved_to_cuda_fills_like_on_the_cpu(tiny_net: DualPathInpainter) -> None:
-    """What exists today: ``Inpainter`` runs on whatever device its (fast-copy) network is on."""
-    cfg = load_config("tiny")
-    cpu = Inpainter(tiny_net, cfg, precision="fp32")
-    gpu = Inpainter(tiny_net, cfg, precision="fp32")
-    gpu.net = gpu.net.cuda()
+def _photo_and_mask() -> tuple[Image.Image, np.ndarray]:
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (70, 150, 3), dtype=np.uint8))
     mask = np.zeros((70, 150), bool)
     mask[20:45, 30:60] = True
     mask[10:30, 110:140] = True  # two windows
+    return image, mask
+
+
+def test_inpainter_on_cuda_fills_like_on_the_cpu(tiny_net: DualPathInpainter) -> None:
+    cfg = load_config("tiny")
+    cpu = Inpainter(tiny_net, cfg, precision="fp32")
+    gpu = Inpainter(tiny_net, cfg, precision="fp32", device="cuda")
+    assert gpu.device == torch.device("cuda", torch.cuda.current_device())
+    assert all(p.is_cuda for p in gpu.net.parameters())
+    assert all(not p.is_cuda for p in tiny_net.parameters()), "the network passed in was moved"
+    image, mask = _photo_and_mask()
     for a, b in zip(_fills(cpu, image, mask), _fills(gpu, image, mask), strict=True):
         assert np.abs(a - b).max() <= 1  # 8-bit levels: a float difference can flip a .5
-        assert (a[~mask] == np.asarray(image, np.int16)[~mask]).all()
+        assert (b[~mask] == np.asarray(image, np.int16)[~mask]).all()
 
 
-@pytest.mark.xfail(
-    reason="gap: Inpainter has no device argument (its bf16 autocast is hard-wired to 'cpu'); "
-    "freeze_for_inference now keeps the copy on the network's device",
-    strict=False,
-)
+def test_inpainter_on_cuda_in_bf16(tiny_net: DualPathInpainter) -> None:
+    """``precision="auto"`` asks the GPU (bf16 on an H200); bf16 autocast runs on CUDA, not on the CPU."""
+    cfg = load_config("tiny")
+    auto = Inpainter(tiny_net, cfg, device="cuda")
+    assert auto.precision == ("bf16" if bf16_supported("cuda") else "fp32")
+    bf16 = Inpainter(tiny_net, cfg, device="cuda", precision="bf16")
+    fp32 = Inpainter(tiny_net, cfg, device="cuda", precision="fp32")
+    seen = []
+    original = bf16.net.complete
+
+    def recording(image, hole, **kw):
+        seen.append((image.device.type, torch.get_autocast_dtype("cuda"), torch.is_autocast_enabled("cuda")))
+        return original(image, hole, **kw)
+
+    bf16.net.complete = recording
+    image, mask = _photo_and_mask()
+    got, ref = (np.asarray(x(image, mask), np.int16) for x in (bf16, fp32))
+    assert seen and all(s == ("cuda", torch.bfloat16, True) for s in seen), seen
+    assert (got[~mask] == np.asarray(image, np.int16)[~mask]).all()
+    d = np.abs(got - ref)[mask]
+    # bf16 vs fp32 (test_fast_path_on_cuda_matches_the_plain_network: mean ~0.011, max ~0.08 of [-1, 1])
+    assert d.mean() < 6 and d.max() < 64, (d.mean(), d.max())
+
+
 def test_a_cuda_network_stays_on_cuda(tiny_net: DualPathInpainter) -> None:
     net = copy.deepcopy(tiny_net).cuda()
     assert next(prepare_for_inference(net).parameters()).is_cuda
-    assert next(Inpainter(net, load_config("tiny")).net.parameters()).is_cuda
+    inpainter = Inpainter(net, load_config("tiny"))  # no device: where the network is
+    assert inpainter.device.type == "cuda" and next(inpainter.net.parameters()).is_cuda
+    fast = inpainter.net  # a fast copy given again is not copied a second time
+    assert Inpainter(fast, load_config("tiny"), device="cuda").net is fast
+    assert next(Inpainter(fast, load_config("tiny"), device="cpu").net.parameters()).device.type == "cpu"
+    assert next(fast.parameters()).is_cuda  # ... and not moved by another Inpainter
+
+
+def test_from_pretrained_on_cuda(tiny_model_dir: Path) -> None:
+    inpainter = Inpainter.from_pretrained(tiny_model_dir, device="cuda")
+    assert inpainter.device.type == "cuda" and next(inpainter.net.parameters()).is_cuda
+    image, mask = _photo_and_mask()
+    out = inpainter(image, mask)
+    assert out.size == image.size and out.mode == "RGB"
+    assert (np.asarray(out)[~mask] == np.asarray(image)[~mask]).all()
+    with pytest.raises(ValueError, match="CPU"):
+        Inpainter.from_pretrained(tiny_model_dir, device="cuda", runtime="onnx")
+
+
+# ------------------------------------------------------------------------------------- bench on CUDA
+
+
+def test_bench_command_on_cuda(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out_json = tmp_path / "bench.json"
+    args = [
+        "bench",
+        "--device",
+        "cuda",
+        "--config",
+        "tiny",
+        "--sizes",
+        "32,64",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+    ]
+    args += ["--train", "--train-config", "tiny", "--train-sizes", "32", "--batch", "2", "--onnx"]
+    assert main([*args, "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    name = torch.cuda.get_device_name(torch.cuda.current_device())
+    assert name in printed and "Note: ONNX Runtime runs on the CPU only" in printed
+    report = json.loads(out_json.read_text())
+    m, s = report["machine"], report["settings"]
+    assert m["gpu"] == name and m["device"] == s["device"] and s["device"].startswith("cuda")
+    assert m["bf16_supported"] == bf16_supported("cuda") and m["gpu_memory_gb"] > 1
+    assert s["precision"] == ("bf16" if m["bf16_supported"] else "fp32") and s["notes"]
+    timed = [r for r in report["inference"] if "skipped" not in r]
+    skipped = [r for r in report["inference"] if "skipped" in r]
+    assert [r["size"] for r in timed] == [32, 32, 64, 64] and len(skipped) == 2
+    assert all(r["variant"] == "onnxruntime" and "CPU only" in r["skipped"] for r in skipped)
+    for r in timed:
+        assert 0 < r["min_s"] <= r["median_s"] and r["peak_gpu_mb"] > 0 and np.isfinite(r["max_abs_diff"])
+    assert timed[0]["max_abs_diff"] <= 1e-5  # the baseline against its own reference call
+    train = report["train"]
+    assert [r["variant"] for r in train][0] == "fp32 channels-first" and len(train) == 2
+    assert all(r["samples_per_s"] > 0 and r["peak_gpu_mb"] > 0 for r in train)
+    if m["bf16_supported"]:
+        assert train[1]["variant"] == "channels_last + bf16"
+
+
+def test_bench_inference_on_cuda_fp32_matches_the_plain_network(tiny_net: DualPathInpainter) -> None:
+    rows = bench.bench_inference(tiny_net, [64], runs=1, warmup=0, precision="fp32", device="cuda")
+    assert [r["variant"] for r in rows][1].endswith(", fp32)")
+    assert rows[1]["max_abs_diff"] <= ATOL and rows[1]["peak_gpu_mb"] > 0
+    assert all(not p.is_cuda for p in tiny_net.parameters()), "the network passed in was moved"
+
+
+def test_bench_photo_case_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    (row,) = bench.bench_photo(None, "tiny", runs=1, warmup=0, threads=1, size=(400, 300), device="cuda")
+    assert row["device"].startswith("cuda") and row["runtime"] == "torch" and row["peak_gpu_mb"] > 0
+    with pytest.raises(ValueError, match="CPU only"):
+        bench.bench_photo(None, "tiny", runs=1, warmup=0, threads=1, runtimes=("onnx",), device="cuda")
 
 
 # ------------------------------------------------------------------------------------------- nccl

@@ -282,3 +282,75 @@ def test_4000x3000_small_hole(inpainter: Inpainter, shapes: list) -> None:
     assert not diff[~grown].any() and diff[grown].mean() > 0.9
     assert len(shapes) == 1 and max(shapes[0][2:]) <= inpainter.working_size
     print(f"4000×3000, one 200×150 hole: {seconds:.2f} s")
+
+
+# ------------------------------------------------------------------------------------------------ device
+
+
+def test_explicit_cpu_device_fills_exactly_as_the_default(inpainter: Inpainter) -> None:
+    """``device="cpu"`` (and a ``torch.device``) is the default's path: same network, same bytes."""
+    image, mask = photo(96, 80), box_mask(96, 80, (30, 20, 60, 50))
+    assert inpainter.device == torch.device("cpu")
+    for device in ("cpu", torch.device("cpu")):
+        explicit = Inpainter(inpainter.net, inpainter.cfg, device=device)
+        assert explicit.device == torch.device("cpu") and explicit.net is inpainter.net  # no second copy
+        assert explicit(image, mask).tobytes() == inpainter(image, mask).tobytes()
+        sampled = explicit.fill(image, mask, samples=2, seed=3)
+        ref = inpainter.fill(image, mask, samples=2, seed=3)
+        assert [x.tobytes() for x in sampled] == [x.tobytes() for x in ref]
+
+
+def test_from_pretrained_takes_a_device(tiny_model_dir) -> None:
+    loaded = Inpainter.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
+    assert loaded.device == torch.device("cpu") and loaded.precision == "fp32"
+    assert next(loaded.net.parameters()).device == torch.device("cpu")
+    image, mask = photo(48, 40), box_mask(48, 40, (10, 10, 30, 30))
+    out = loaded(image, mask)
+    assert out.size == image.size and not changed(image, out)[~hole_of(mask)].any()
+
+
+def test_resolve_device() -> None:
+    from dualinpaint.inference import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") == resolve_device(torch.device("cpu"))
+    for bad, message in (("tpu", "not a device"), ("cuda:x", "not a device"), ("meta", "not supported")):
+        with pytest.raises(ValueError, match=message) as err:
+            resolve_device(bad)
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_is_a_one_line_error(
+    inpainter: Inpainter, device: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from dualinpaint.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available") as err:
+        Inpainter(inpainter.net, inpainter.cfg, device=device)
+    assert "\n" not in str(err.value) and repr(device) in str(err.value)
+    # the fill command: exit 2 and one line, before any model is loaded
+    argv = ["fill", "x.png", "--mask", "m.png", "-o", "out.png", "--model", "no/such", "--device", device]
+    assert main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert "CUDA is not available" in stderr and stderr.count("\n") == 1
+
+
+def test_fill_command_passes_the_device(tmp_path, tiny_model_dir, monkeypatch) -> None:
+    from dualinpaint import inference
+    from dualinpaint.cli import main
+
+    seen = {}
+    original = inference.Inpainter.from_pretrained.__func__
+
+    def spy(cls, source="default", **kw):
+        seen.update(kw)
+        return original(cls, source, **kw)
+
+    monkeypatch.setattr(inference.Inpainter, "from_pretrained", classmethod(spy))
+    photo(40, 32).save(tmp_path / "a.png")
+    box_mask(40, 32, (8, 8, 20, 20)).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    argv = ["fill", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o", str(out)]
+    assert main([*argv, "--model", str(tiny_model_dir), "--device", "cpu", "--quiet"]) == 0
+    assert seen["device"] == "cpu" and out.is_file()

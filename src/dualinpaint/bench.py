@@ -20,6 +20,17 @@ Rows (each timed after ``warmup`` untimed runs; median and spread of ``runs`` ti
   fp32 channels-first and for channels_last (+ bf16 where supported); with ``--compile`` also for
   ``train.compile`` (the generator side through ``torch.compile``; compile time = first step).
 
+Device (``--device cpu|cuda|cuda:N``, default cpu): the inference and training rows run there: the
+network, its inputs and the trainer live on that device, bf16 autocast runs on its type and
+``precision="auto"`` asks that device (``fastpath.bf16_supported(device)``). On CUDA every timed call is
+bracketed by ``torch.cuda.synchronize`` (queued kernels are counted), the GPU's name, memory and CUDA
+version join the machine info and each row gets ``peak_gpu_mb`` (``torch.cuda.max_memory_allocated``
+over the row, inputs included). The photo case's torch runtime runs on the device too (its decode,
+crop and encode stay on the CPU); ONNX Runtime runs on the CPU only, so its rows are skipped on CUDA
+with a note. Asking for CUDA where there is none is a one-line error.
+
+``--json`` is rewritten after every row (atomically), so an interrupted run keeps the rows it finished.
+
 Timings are wall-clock (``time.perf_counter``) and only mean something on an otherwise idle machine.
 """
 
@@ -60,14 +71,23 @@ def parse_sizes(text: str, what: str = "--sizes") -> list[int]:
     return sizes
 
 
-def measure(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, Any]:
-    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed; seconds: median, min, max, IQR."""
+def measure(
+    fn: Callable[[], Any], runs: int, warmup: int, sync: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed; seconds: median, min, max, IQR.
+
+    ``sync`` (a device's synchronise, e.g. ``torch.cuda.synchronize``) is called before each timed call
+    and, inside its timing, after it: the time then covers the work ``fn`` queued on the device."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
+        if sync is not None:
+            sync()
         t0 = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - t0)
     return summarise(times)
 
@@ -98,11 +118,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, library versions, torch threads and native bf16 support."""
+def machine_info(device: Any = "cpu") -> dict[str, Any]:
+    """Cores, CPU model, library versions, torch threads, the device benchmarked and whether it computes
+    bf16 natively; on CUDA also the GPU's name, memory, compute capability, CUDA/cuDNN versions and TF32."""
     import torch
 
     from .fastpath import bf16_supported, physical_cores
+    from .inference import resolve_device
+
+    dev = resolve_device(device)
 
     try:
         import onnxruntime
@@ -110,7 +134,7 @@ def machine_info() -> dict[str, Any]:
         ort = onnxruntime.__version__
     except ImportError:
         ort = None
-    return {
+    info: dict[str, Any] = {
         "cpu": cpu_model(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
@@ -118,9 +142,21 @@ def machine_info() -> dict[str, Any]:
         "onnxruntime": ort,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "bf16_supported": bf16_supported(),
+        "device": str(dev),
+        "bf16_supported": bf16_supported(dev),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        info.update(
+            gpu=torch.cuda.get_device_name(dev),
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            gpu_capability=f"{props.major}.{props.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32={"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
+        )
+    return info
 
 
 def load_network(model: str | None, config: str | None) -> tuple[Any, Any, str]:
@@ -165,6 +201,51 @@ def _example(size: int, stride: int) -> tuple[Any, Any]:
     return image, hole
 
 
+class _Device:
+    """A benchmarked device: synchronise, and the peak GPU memory of a row (no-ops on the CPU)."""
+
+    def __init__(self, device: Any) -> None:
+        from .inference import resolve_device
+
+        self.device = resolve_device(device)
+        self.cuda = self.device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    @property
+    def syncer(self) -> Callable[[], None] | None:
+        """``sync`` for ``measure``, None on the CPU (nothing to wait for)."""
+        return self.sync if self.cuda else None
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            import gc
+
+            import torch
+
+            gc.collect()  # an earlier row's networks, held by reference cycles, are freed first
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> dict[str, float]:
+        """``{"peak_gpu_mb": MiB}`` allocated since ``reset_peak`` on CUDA; ``{}`` on the CPU."""
+        if not self.cuda:
+            return {}
+        import torch
+
+        return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)}
+
+
+def _device_of(net: Any) -> Any:
+    from .inference import _device_of as device_of
+
+    return device_of(net)
+
+
 # ------------------------------------------------------------------------------------------- inference
 
 
@@ -178,21 +259,33 @@ def bench_inference(
     onnx: bool = False,
     threads: int | None = None,
     precision: str = "auto",
+    device: Any = "cpu",
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of single-image inference timings: baseline, fast path, optionally compile and ONNX Runtime.
 
-    ``precision`` (auto, fp32, bf16) is the fast path's, as ``Inpainter``'s: auto is bf16 only where the
-    CPU computes bf16 natively."""
+    ``precision`` (auto, fp32, bf16) is the fast path's, as ``Inpainter``'s: auto is bf16 only where
+    ``device`` computes bf16 natively. ``device``: where the network (a copy of ``net`` when it lives
+    elsewhere) and the inputs go; ONNX Runtime rows are skipped off the CPU. ``on_row`` is called with
+    each row as it is done."""
+    import copy
+
     import torch
 
-    from .fastpath import prepare_for_inference, resolve_precision
+    from .fastpath import prepare_for_inference
+    from .inference import resolve_precision_for
 
+    dev = _Device(device)
     stride = net.cfg.stride
-    bf16 = resolve_precision(precision) == "bf16"
+    bf16 = resolve_precision_for(precision, dev.device) == "bf16"
+    if _device_of(net) != dev.device:  # the caller's network stays where it is
+        net = copy.deepcopy(net).to(dev.device)
     fast = prepare_for_inference(net, channels_last=True)
     fast_name = "fast path (frozen, channels_last, inference_mode" + (", bf16)" if bf16 else ", fp32)")
     session, export_s, onnx_note = None, None, None
-    if onnx:
+    if onnx and dev.cuda:
+        onnx_note = f"ONNX Runtime runs on the CPU only: not timed on {dev.device} (use --device cpu)"
+    elif onnx:
         from .export import require_onnxruntime, runtime_session
 
         require_onnxruntime()
@@ -201,8 +294,15 @@ def bench_inference(
         else:  # as --runtime onnx runs it: the smooth fill in PyTorch, on the hole's box
             session, export_s = runtime_session(fast, threads=threads or torch.get_num_threads())
     rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
     for size in sizes:
         image, hole = _example(size, stride)
+        image, hole = image.to(dev.device), hole.to(dev.device)
         image_cl = image.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             ref = net.complete(image, hole)
@@ -212,7 +312,7 @@ def bench_inference(
                 return net.complete(image, hole)
 
         def fast_run(image=image_cl, hole=hole, fn=fast.complete) -> Any:
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            with torch.inference_mode(), torch.autocast(dev.device.type, torch.bfloat16, enabled=bf16):
                 return fn(image, hole)
 
         variants: list[tuple[str, Callable[[], Any], dict[str, Any]]] = [
@@ -221,8 +321,10 @@ def bench_inference(
         ]
         if compile:
             compiled = torch.compile(fast.complete, dynamic=False)
+            dev.sync()
             t0 = time.perf_counter()
             fast_run(fn=compiled)
+            dev.sync()
             extra = {"compile_s": time.perf_counter() - t0}
             variants.append(("torch.compile (fast path)", lambda f=compiled: fast_run(fn=f), extra))
         if session is not None:
@@ -234,17 +336,23 @@ def bench_inference(
                 )
             )
         elif onnx_note:
-            rows.append({"size": image.shape[-1], "variant": "onnxruntime", "skipped": onnx_note})
+            add({"size": image.shape[-1], "variant": "onnxruntime", "skipped": onnx_note})
         base_median = None
         for name, fn, extra in variants:
+            dev.reset_peak()
             out = fn()
-            row = {"size": image.shape[-1], "variant": name, **measure(fn, runs, warmup), **extra}
+            row = {"size": image.shape[-1], "variant": name, **measure(fn, runs, warmup, dev.syncer), **extra}
             row["max_abs_diff"] = float((out.float() - ref).abs().max())
             base_median = base_median or row["median_s"]
             row["speedup"] = base_median / row["median_s"]
-            rows.append(row)
-            _progress(f"inference {row['size']}² {name}: {row['median_s']:.3f} s")
+            row.update(dev.peak())
+            add(row)
+            _progress(f"inference {row['size']}² {name}: {row['median_s']:.3f} s{_peak_text(row)}")
     return rows
+
+
+def _peak_text(row: dict[str, Any]) -> str:
+    return f", peak GPU {row['peak_gpu_mb']:.0f} MB" if row.get("peak_gpu_mb") is not None else ""
 
 
 # ----------------------------------------------------------------------------------------------- photo
@@ -282,8 +390,11 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    dev = _Device(spec.get("device", "cpu"))
     net, cfg, _ = load_network(spec.get("model"), spec.get("config"))
-    inpainter = Inpainter(net, cfg, runtime=spec.get("runtime", "torch"), threads=spec.get("threads"))
+    inpainter = Inpainter(
+        net, cfg, runtime=spec.get("runtime", "torch"), threads=spec.get("threads"), device=dev.device
+    )
     del net
     rss_loaded = _peak_rss_mb()
     stages: dict[str, list[float]] = {"decode": [], "fill": [], "encode": [], "total": []}
@@ -302,6 +413,7 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
     hole = np.asarray(open_image(spec["mask"])) > 127
     return {
         "runtime": inpainter.runtime,
+        "device": str(inpainter.device),
         "image": list(image.size),
         "hole_fraction": float(hole.mean()),
         "working_size": inpainter.working_size,
@@ -309,6 +421,7 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
         "stages_median_s": {k: statistics.median(v) for k, v in stages.items() if k != "total"},
         "peak_rss_mb": _peak_rss_mb(),
         "rss_after_load_mb": rss_loaded,
+        **dev.peak(),  # CUDA: the peak since the process started
     }
 
 
@@ -340,8 +453,16 @@ def bench_photo(
     threads: int | None,
     runtimes: tuple[str, ...] = ("torch",),
     size: tuple[int, int] = PHOTO_SIZE,
+    device: Any = "cpu",
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """The 4000×3000 (``size``) end-to-end case, one fresh subprocess per runtime."""
+    """The 4000×3000 (``size``) end-to-end case, one fresh subprocess per runtime; the torch runtime's
+    network runs on ``device`` (the onnx runtime on the CPU only: refused elsewhere)."""
+    from .inference import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cpu" and any(r != "torch" for r in runtimes):
+        raise ValueError(f"the photo case runs ONNX Runtime on the CPU only, not on {dev}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dualinpaint-bench-") as tmp:
         photo, mask = make_photo(Path(tmp), size)
@@ -353,6 +474,7 @@ def bench_photo(
                 "warmup": warmup,
                 "threads": threads,
                 "runtime": runtime,
+                "device": str(dev),
                 "photo": str(photo),
                 "mask": str(mask),
                 "out": str(Path(tmp) / "out.jpg"),
@@ -368,9 +490,11 @@ def bench_photo(
                 raise RuntimeError(f"the photo benchmark process failed: {tail}")
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
             _progress(
-                f"photo {size[0]}×{size[1]} ({runtime}): {row['median_s']:.2f} s, "
-                f"peak {row['peak_rss_mb']:.0f} MB"
+                f"photo {size[0]}×{size[1]} ({runtime}, {dev}): {row['median_s']:.2f} s, "
+                f"peak {row['peak_rss_mb']:.0f} MB{_peak_text(row)}"
             )
     return rows
 
@@ -405,17 +529,21 @@ def bench_train(
     warmup: int,
     compile: bool = False,
     precision: str = "auto",
+    device: Any = "cpu",
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where supported, or as
-    ``precision`` forces it), then with ``compile`` channels-first + ``train.compile`` (its first step,
-    which compiles, is ``first_step_s``)."""
+    """Training step rows: fp32 channels-first, then channels_last (+ bf16 where ``device`` supports it,
+    or as ``precision`` forces it), then with ``compile`` channels-first + ``train.compile`` (its first
+    step, which compiles, is ``first_step_s``). The trainer lives on ``device``; the batch comes from the
+    CPU each step, as a DataLoader's does. ``on_row`` is called with each row as it is done."""
     import warnings
 
     from .config import load_config
-    from .fastpath import resolve_precision
+    from .inference import resolve_precision_for
     from .train import make_trainer
 
-    bf16 = resolve_precision(precision) == "bf16"
+    dev = _Device(device)
+    bf16 = resolve_precision_for(precision, dev.device) == "bf16"
     variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
     if bf16:
         fast = "channels_last + bf16"
@@ -428,13 +556,17 @@ def bench_train(
     for size in sizes:
         base = None
         for name, sets in variants:
-            cfg = load_config(preset, [f"data.size={size}", f"data.batch_size={batch}", *sets])
+            # load_size: the synthetic batch is not loaded, and 0 lets any size pass the config checks
+            over = [f"data.size={size}", "data.load_size=0", f"data.batch_size={batch}", *sets]
+            cfg = load_config(preset, over)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                trainer = make_trainer(cfg, "cpu")
+                trainer = make_trainer(cfg, dev.device)
             stream = _FixedStream(batch, size)
+            dev.reset_peak()
             t0 = time.perf_counter()
             trainer.train_step(stream)  # first step: allocations
+            dev.sync()
             first = time.perf_counter() - t0
             row = {
                 "preset": preset,
@@ -444,13 +576,19 @@ def bench_train(
                 "gan_mode": cfg.loss.gan_mode,
                 "n_critic": cfg.optim.n_critic,
                 "first_step_s": first,
-                **measure(lambda t=trainer, s=stream: t.train_step(s), runs, max(0, warmup - 1)),
+                **measure(lambda t=trainer, s=stream: t.train_step(s), runs, max(0, warmup - 1), dev.syncer),
             }
             row["samples_per_s"] = batch / row["median_s"]
             base = base or row["samples_per_s"]
             row["speedup"] = row["samples_per_s"] / base
+            row.update(dev.peak())
             rows.append(row)
-            _progress(f"train {preset} {size}² ×{batch} {name}: {row['samples_per_s']:.2f} samples/s")
+            if on_row is not None:
+                on_row(row)
+            _progress(
+                f"train {preset} {size}² ×{batch} {name}: {row['samples_per_s']:.2f} samples/s"
+                f"{_peak_text(row)}"
+            )
             del trainer
     return rows
 
@@ -474,28 +612,43 @@ def run_bench(
     onnx: bool = False,
     photo: bool = False,
     precision: str = "auto",
+    device: Any = "cpu",
+    on_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Everything ``dualinpaint bench`` measures, as one JSON-ready dict. ``precision`` (auto, fp32,
-    bf16) is the fast path's and the fast training row's (auto: bf16 only where the CPU computes it
-    natively)."""
+    bf16) is the fast path's and the fast training row's (auto: bf16 only where ``device`` computes it
+    natively). ``device``: where inference, the photo case's torch runtime and training run (cpu,
+    cuda, cuda:N; ONNX Runtime rows are skipped off the CPU, with a note). ``train_config``: a preset,
+    or several separated by commas. ``on_update`` is called with the report so far after every row."""
     import torch
 
-    from .fastpath import resolve_precision, set_threads
+    from .fastpath import set_threads
+    from .inference import resolve_device, resolve_precision_for
 
-    resolved = resolve_precision(precision)
+    dev = resolve_device(device)  # first: a one-line error before anything is loaded
+    resolved = resolve_precision_for(precision, dev)
     if runs < 1 or warmup < 0 or batch < 1:
         raise ValueError(f"--runs {runs} must be >= 1, --warmup {warmup} >= 0 and --batch {batch} >= 1")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads {threads} must be >= 1")
+    presets = [p.strip() for p in str(train_config).split(",") if p.strip()]
+    if train and not presets:
+        raise ValueError(f"--train-config {train_config!r} must name a preset, e.g. photo or photo,paper")
     set_threads(threads)
-    if onnx:
+    notes = []
+    if onnx and dev.type != "cpu":
+        notes.append(
+            f"ONNX Runtime runs on the CPU only: its rows are not timed on {dev} "
+            "(run bench --device cpu --onnx for them)"
+        )
+    elif onnx:
         from .export import require_onnxruntime
 
         require_onnxruntime()
     net, cfg, described = load_network(model, config)
     params = sum(p.numel() for p in net.parameters())
     report: dict[str, Any] = {
-        "machine": machine_info(),
+        "machine": machine_info(dev),
         "model": {
             "source": described,
             "family": cfg.model.family,
@@ -508,36 +661,60 @@ def run_bench(
             "sizes": list(sizes),
             "threads": torch.get_num_threads(),
             "precision": resolved,
+            "device": str(dev),
+            "notes": notes,
         },
-        "inference": bench_inference(
-            net,
-            list(sizes),
-            runs=runs,
-            warmup=warmup,
-            compile=compile,
-            onnx=onnx,
-            threads=threads,
-            precision=resolved,
-        ),
+        "inference": [],
         "photo": [],
         "train": [],
     }
+
+    def collect(key: str) -> Callable[[dict[str, Any]], None]:
+        def on_row(row: dict[str, Any]) -> None:
+            report[key].append(row)
+            if on_update is not None:
+                on_update(report)
+
+        return on_row
+
+    bench_inference(
+        net,
+        list(sizes),
+        runs=runs,
+        warmup=warmup,
+        compile=compile,
+        onnx=onnx,
+        threads=threads,
+        precision=resolved,
+        device=dev,
+        on_row=collect("inference"),
+    )
     del net
     if photo:
-        runtimes = ("torch", "onnx") if onnx else ("torch",)
-        report["photo"] = bench_photo(
-            None if config else model, config, runs=runs, warmup=warmup, threads=threads, runtimes=runtimes
-        )
-    if train:
-        report["train"] = bench_train(
-            train_config,
-            list(train_sizes),
-            batch,
+        runtimes = ("torch", "onnx") if onnx and dev.type == "cpu" else ("torch",)
+        bench_photo(
+            None if config else model,
+            config,
             runs=runs,
             warmup=warmup,
-            compile=compile,
-            precision=resolved,
+            threads=threads,
+            runtimes=runtimes,
+            device=dev,
+            on_row=collect("photo"),
         )
+    if train:
+        for preset in presets:
+            bench_train(
+                preset,
+                list(train_sizes),
+                batch,
+                runs=runs,
+                warmup=warmup,
+                compile=compile,
+                precision=resolved,
+                device=dev,
+                on_row=collect("train"),
+            )
     return report
 
 
@@ -546,11 +723,18 @@ def _spread(row: dict[str, Any]) -> str:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    """One line describing the machine."""
+    """One line describing the machine (and the GPU benchmarked, if one was; native bf16 is the
+    benchmarked device's)."""
+    gpu = ""
+    if m.get("gpu"):
+        gpu = (
+            f"; device {m['device']}: {m['gpu']} ({m['gpu_memory_gb']} GB, compute {m['gpu_capability']}, "
+            f"CUDA {m['cuda']})"
+        )
     return (
         f"{m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
         f"torch {m['torch']}, "
-        f"onnxruntime {m['onnxruntime'] or 'not installed'}, {m['threads']} threads, "
+        f"onnxruntime {m['onnxruntime'] or 'not installed'}, {m['threads']} threads{gpu}, "
         f"native bf16: {'yes' if m['bf16_supported'] else 'no'}"
     )
 
@@ -561,6 +745,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {machine_line(m)}.", ""]
     model = report["model"]
     s = report["settings"]
+    if s.get("notes"):
+        lines += [*(f"Note: {n}." for n in s["notes"]), ""]
     lines += [
         f"Model: {model['source']} ({model['family']}, {model['parameters']:,} parameters). "
         f"{s['warmup']} warm-up + {s['runs']} timed runs; median and min–max in seconds.",
@@ -579,6 +765,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             note.append(f"export {r['export_s']:.1f} s, dynamic shape")
             if r.get("prefill_in_torch"):
                 note.append("smooth fill in PyTorch")
+        if r.get("peak_gpu_mb") is not None:
+            note.append(f"peak GPU {r['peak_gpu_mb']:.0f} MB")
         lines.append(
             f"| {r['size']}² | {r['variant']} | {r['median_s']:.3f} | {_spread(r)} | {r['speedup']:.2f}× | "
             f"{r['max_abs_diff']:.1e} | {'; '.join(note)} |"
@@ -595,9 +783,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
         for r in report["photo"]:
             st = r["stages_median_s"]
+            where = f" on {r['device']}" if r.get("device", "cpu") != "cpu" else ""
+            rss = f"{r['peak_rss_mb']:.0f}" + (
+                f" (GPU {r['peak_gpu_mb']:.0f})" if r.get("peak_gpu_mb") is not None else ""
+            )
             lines.append(
-                f"| {r['runtime']} | {r['median_s']:.2f} | {_spread(r)} | {st['decode']:.2f} | "
-                f"{st['fill']:.2f} | {st['encode']:.2f} | {r['peak_rss_mb']:.0f} |"
+                f"| {r['runtime']}{where} | {r['median_s']:.2f} | {_spread(r)} | {st['decode']:.2f} | "
+                f"{st['fill']:.2f} | {st['encode']:.2f} | {rss} |"
             )
     if report["train"]:
         lines += [
@@ -605,13 +797,16 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Training step (critic + generator update, EMA; gradient penalty when the loss is WGAN-GP), "
             "synthetic batch:",
             "",
-            "| preset | size | batch | variant | samples/s | step min–max s | speed-up | first step s |",
-            "|---|---|---|---|---|---|---|---|",
         ]
+        gpu = any(r.get("peak_gpu_mb") is not None for r in report["train"])
+        head = "| preset | size | batch | variant | samples/s | step min–max s | speed-up | first step s |"
+        lines += [head + (" peak GPU MB |" if gpu else ""), "|---" * (9 if gpu else 8) + "|"]
         for r in report["train"]:
+            peak = f" {r['peak_gpu_mb']:.0f} |" if gpu and r.get("peak_gpu_mb") is not None else ""
             lines.append(
                 f"| {r['preset']} ({r['gan_mode']}) | {r['size']}² | {r['batch']} | {r['variant']} | "
                 f"{r['samples_per_s']:.2f} | {_spread(r)} | {r['speedup']:.2f}× | {r['first_step_s']:.1f} |"
+                + (peak or (" – |" if gpu else ""))
             )
     return "\n".join(lines) + "\n"
 
@@ -621,11 +816,16 @@ def _progress(text: str) -> None:
 
 
 def bench_command(args: Any) -> int:
-    """``dualinpaint bench``: run, print the machine and the tables, write --json / --markdown."""
+    """``dualinpaint bench``: run, print the machine and the tables, write --json (after every row, so
+    an interrupted run keeps what it finished) and --markdown (at the end)."""
     from .images import atomic_write_bytes
 
     if args.model is not None and args.config is not None:
         raise ValueError("pass either --model or --config (random weights), not both")
+
+    def write_json(report: dict[str, Any]) -> None:
+        atomic_write_bytes(args.json, (json.dumps(report, indent=2) + "\n").encode())
+
     report = run_bench(
         model=args.model or "default",
         config=args.config,
@@ -641,11 +841,13 @@ def bench_command(args: Any) -> int:
         onnx=args.onnx,
         photo=args.photo,
         precision=args.precision,
+        device=getattr(args, "device", "cpu"),
+        on_update=write_json if args.json else None,
     )
     text = to_markdown(report)
     print(text, end="")
     if args.json:
-        atomic_write_bytes(args.json, (json.dumps(report, indent=2) + "\n").encode())
+        write_json(report)
         print(f"wrote {args.json}")
     if args.markdown:
         atomic_write_bytes(args.markdown, text.encode())
@@ -667,11 +869,21 @@ def add_bench_arguments(parser: Any) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument("--train", action="store_true", help="also time training steps")
     p.add_argument(
-        "--train-config", default="picnet", metavar="PRESET", help="preset for --train (default picnet)"
+        "--train-config",
+        default="picnet",
+        metavar="PRESET",
+        help="preset for --train, or several: photo,paper (default picnet)",
     )
     p.add_argument("--train-sizes", default="128,256", help="training crop sizes (default 128,256)")
     p.add_argument("--batch", type=int, default=4, help="training batch (default 4)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="run inference, the photo fill and training on cpu (default), cuda or cuda:N "
+        "(ONNX Runtime rows stay on the CPU: skipped elsewhere)",
+    )
     p.add_argument(
         "--compile",
         action="store_true",
@@ -688,7 +900,7 @@ def add_bench_arguments(parser: Any) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="fast path and fast training row: auto (default): bf16 only where the CPU computes it "
+        help="fast path and fast training row: auto (default): bf16 only where the device computes it "
         "natively; fp32 or bf16 force it",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="write everything as JSON")

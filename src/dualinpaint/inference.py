@@ -68,7 +68,14 @@ class Inpainter:
     ``"bf16"`` (forced; emulated bf16 is slow). ``compile``: ``torch.compile`` the network on first use.
     ``threads``: intra-op threads; if given, ``torch.set_num_threads(threads)`` (process-wide). Default:
     the physical core count, applied only where it lowers torch's current setting.
-    ``self.net`` is the network that runs (the fast copy); the ``net`` passed in is not modified.
+    ``device``: where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``; see
+    ``resolve_device``: asking for CUDA where there is none is a one-line ValueError). Default: the
+    device ``net`` is on (the CPU for ``from_pretrained``). Cropping, resizing and pasting stay on the CPU
+    with PIL/numpy; each window's tensors go to the device and its fills come back; bf16 autocast runs
+    on the device's type, and ``precision="auto"`` asks that device (``fastpath.bf16_supported``).
+    ``runtime="onnx"`` runs on the CPU only.
+    ``self.net`` is the network that runs (the fast copy, on ``self.device``); the ``net`` passed in is
+    not modified.
     """
 
     def __init__(
@@ -84,15 +91,20 @@ class Inpainter:
         channels_last: bool = True,
         compile: bool = False,
         runtime: str = "torch",
+        device: str | torch.device | None = None,
     ) -> None:
-
-        from .fastpath import prepare_for_inference, resolve_precision, set_threads
+        from .fastpath import prepare_for_inference, set_threads
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime={runtime!r}; valid: {', '.join(RUNTIMES)}")
-        self.precision = resolve_precision(precision)
+        self.device = resolve_device(_device_of(net) if device is None else device)
+        self.precision = resolve_precision_for(precision, self.device)
         if runtime == "onnx" and (precision == "bf16" or compile):
             raise ValueError("precision='bf16' and compile apply to the torch runtime, not to runtime='onnx'")
+        if runtime == "onnx" and self.device.type != "cpu":
+            raise ValueError(
+                f"runtime='onnx' runs on the CPU; device={str(self.device)!r} needs runtime='torch'"
+            )
         self.cfg = cfg
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
@@ -108,7 +120,12 @@ class Inpainter:
         self.runtime = runtime
         self.channels_last = bool(channels_last) and runtime == "torch"
         self.compile = bool(compile)
-        self.net = prepare_for_inference(net.eval(), channels_last=self.channels_last)
+        fast = prepare_for_inference(net.eval(), channels_last=self.channels_last)
+        if fast is net and _device_of(net) != self.device:  # already a fast copy: move a copy of it
+            import copy
+
+            fast = copy.deepcopy(net)
+        self.net = fast.to(self.device)  # a no-op where it is already there (every CPU network)
         self._compiled: Any = None
         self._onnx: dict[bool, Any] = {}
         if runtime == "onnx":
@@ -119,12 +136,15 @@ class Inpainter:
         self.meta: dict[str, Any] = {}
 
     @classmethod
-    def from_pretrained(cls, source: str | os.PathLike = "default", **kw: Any) -> Inpainter:
-        """Load a packaged model name, a run folder or a ``.safetensors`` file (see checkpoint.load_model)."""
+    def from_pretrained(
+        cls, source: str | os.PathLike = "default", *, device: str | torch.device | None = None, **kw: Any
+    ) -> Inpainter:
+        """Load a packaged model name, a run folder or a ``.safetensors`` file (see checkpoint.load_model)
+        and run it on ``device`` (default the CPU); ``kw`` are the constructor's other options."""
         from .checkpoint import load_model
 
         net, cfg, meta = load_model(source)
-        inpainter = cls(net, cfg, **kw)
+        inpainter = cls(net, cfg, device=device, **kw)
         inpainter.meta = meta
         return inpainter
 
@@ -285,7 +305,7 @@ class Inpainter:
 
         ``noise`` None: the deterministic fill, returned as 1×N×3×H×W; ``noise`` S×N×Z×h×w: S sampled
         fills, S×N×3×H×W. Composites (pixels outside the hole are the input's), float32, on the runtime
-        and precision this Inpainter was built with.
+        and precision this Inpainter was built with (on the device of ``image``; autocast on its type).
         """
         import torch
 
@@ -299,7 +319,8 @@ class Inpainter:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         complete = self._compiled_complete() if self.compile else self.net.complete
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(image.device.type, torch.bfloat16, enabled=bf16):
             out = complete(image, hole) if noise is None else complete(image, hole, noise=noise)
         out = out[None] if noise is None else out
         return out.float()
@@ -320,6 +341,51 @@ class Inpainter:
 
             self._onnx[sampling], _ = runtime_session(self.net, sampling=sampling, threads=self.threads)
         return self._onnx[sampling]
+
+
+# ----------------------------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` → a checked ``torch.device`` (CUDA with
+    its index). A one-line ValueError for anything else, and when CUDA (or that GPU) is not available."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {str(device)!r} is not a device: use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device {str(device)!r} is not supported: use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = "" if torch.version.cuda else " (this torch build has no CUDA)"
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine{build}; use cpu")
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return torch.device("cuda", index)
+
+
+def resolve_precision_for(precision: str, device: torch.device) -> str:
+    """``fastpath.resolve_precision`` for ``device``: ``auto`` → bf16 where that device computes it natively
+    (the CPU: ``resolve_precision``'s answer; CUDA: ``bf16_supported(device)``), else fp32."""
+    from .fastpath import bf16_supported, resolve_precision
+
+    if precision == "auto" and device.type != "cpu":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return resolve_precision(precision)
+
+
+def _device_of(net: Any) -> torch.device:
+    """The device of a network's first parameter (the CPU for one without parameters)."""
+    import torch
+
+    param = next(iter(net.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 # ------------------------------------------------------------------------------------------- mask helpers
@@ -615,10 +681,13 @@ def run_fill(
     Writing onto an input or mask is refused unless ``overwrite``. Bad files in a folder are listed on
     stderr (one line each) and the rest are still filled. ``model``: an ``Inpainter`` or a model source
     (then ``margin``, ``working_size`` and ``speed`` — ``runtime``, ``precision``, ``compile``,
-    ``threads``, see ``Inpainter`` — configure the loaded one). Warnings are printed one line each.
+    ``threads``, ``device``, see ``Inpainter`` — configure the loaded one). Warnings are printed one line
+    each.
     """
     from .images import list_images
 
+    if speed.get("device") is not None and not isinstance(model, Inpainter):
+        resolve_device(speed["device"])  # a wrong device is a one-line error before any work
     ends_with_sep = os.fspath(out).endswith(("/", os.sep))
     src, mask_path, out = Path(image), Path(mask), Path(out)
     if not src.exists():
@@ -880,7 +949,8 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser, *, runtime_only: bool = False) -> None:
-    """``--runtime`` (and unless ``runtime_only``: ``--precision``, ``--compile``, ``--threads``)."""
+    """``--runtime`` (and unless ``runtime_only``: ``--precision``, ``--compile``, ``--threads``,
+    ``--device``)."""
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -900,6 +970,12 @@ def add_speed_arguments(parser: argparse.ArgumentParser, *, runtime_only: bool =
     )
     parser.add_argument(
         "--threads", type=int, default=None, metavar="N", help="CPU threads (default: physical cores)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="run the network on cpu (default), cuda or cuda:N (--runtime torch only)",
     )
 
 
@@ -923,6 +999,7 @@ def fill_command(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         threads=args.threads,
+        device=getattr(args, "device", "cpu"),
     )
 
 
