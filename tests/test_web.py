@@ -477,6 +477,10 @@ def test_serve_arguments_and_errors(monkeypatch, tmp_path: Path):
         web.serve_command(parser.parse_args(["--model", str(tmp_path / "missing"), "--port", "8123"]))
     with pytest.raises(ValueError, match="port"):
         web.serve_command(parser.parse_args(["--port", "70000"]))
+    assert args.device == "cpu"
+    if not torch.cuda.is_available():  # --device reaches the Inpainter: a one-line error, nothing served
+        with pytest.raises(ValueError, match="cuda"):
+            web.serve_command(parser.parse_args(["--device", "cuda", "--port", "8124"]))
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(ValueError, match=re.escape("pip install 'dualinpaint[web]'")):
         web.serve_command(parser.parse_args(["--port", "8081"]))

@@ -378,10 +378,12 @@ def serve(
     working_size: int | None = None,
     log_level: str = "info",
     runtime: str = "torch",
+    device: str = "cpu",
 ) -> None:
     """Load ``model`` (packaged name, run folder or .safetensors file) and serve the app with uvicorn.
 
-    ``runtime``: ``"torch"`` or ``"onnx"`` (ONNX Runtime), see ``Inpainter``."""
+    ``runtime``: ``"torch"`` or ``"onnx"`` (ONNX Runtime); ``device``: where the network runs (``cpu``,
+    ``cuda``, ``cuda:N``); see ``Inpainter``."""
     _require_fastapi()
     try:
         import uvicorn
@@ -389,7 +391,7 @@ def serve(
         raise ImportError(INSTALL_HINT) from None
     from ..inference import Inpainter
 
-    inpainter = Inpainter.from_pretrained(model, working_size=working_size, runtime=runtime)
+    inpainter = Inpainter.from_pretrained(model, working_size=working_size, runtime=runtime, device=device)
     app = create_app(
         inpainter,
         max_upload_bytes=int(max_upload_mb * MB),
@@ -483,6 +485,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     from ..inference import add_speed_arguments
 
     add_speed_arguments(p, runtime_only=True)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="run the network on cpu (default), cuda or cuda:N (--runtime torch only)",
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -501,6 +509,7 @@ def serve_command(args: argparse.Namespace) -> int:
             workers=args.workers,
             working_size=args.working_size,
             runtime=args.runtime,
+            device=args.device,
         )
     except ImportError as err:
         if str(err) != INSTALL_HINT:
