@@ -29,8 +29,10 @@ NAMES = ("astronaut", "chelsea", "coffee")
 def columns(net, image: torch.Tensor, hole: torch.Tensor, samples: int) -> list[tuple[str, torch.Tensor]]:
     """(title, 1×3×H×W image) per column."""
     with torch.no_grad():
-        smooth = net.prefill(image, hole).clamp(-1, 1) * hole + image * (1 - hole)
-        cols = [("input", image * (1 - hole) + hole), ("smooth fill alone", smooth)]
+        cols = [("input", image * (1 - hole) + hole)]
+        base = net.prefill(image, hole) if hasattr(net, "prefill") else None
+        if base is not None:  # models without a smooth fill get no such column
+            cols.append(("smooth fill alone", base.clamp(-1, 1) * hole + image * (1 - hole)))
         cols.append(("network", net.complete(image, hole).clamp(-1, 1)))
         if samples > 0:
             drawn = net.complete(image, hole, samples=samples, generator=torch.Generator().manual_seed(0))

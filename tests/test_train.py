@@ -19,6 +19,7 @@ from dualinpaint.train import (
     Trainer,
     TrainingDiverged,
     epoch_batches,
+    make_trainer,
     train,
 )
 
@@ -480,3 +481,15 @@ def test_time_limit_stops_after_the_crossing_step_and_saves(
     assert again.step == 3 and not again.timed_out
     with pytest.raises(ValueError, match="time-limit"):
         train(cfg, photo_dir, tmp_path / "run2", steps=5, progress=False, time_limit=0)
+
+
+def test_dual_path_loss_options_are_refused_by_other_families(tiny_cfg: Config) -> None:
+    cfg = load_config("table1/gl").with_overrides(["loss.lambda_texture=1"])
+    with pytest.raises(ValueError, match="lambda_texture is a dual-path option"):
+        make_trainer(cfg)
+
+
+def test_no_validation_images_still_trains(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> None:
+    cfg = fast_tiny(tiny_cfg, "train.val_images=0", "train.sample_every=1")
+    summary = train(cfg, photo_dir, tmp_path / "run", val=photo_dir, steps=1, progress=False)
+    assert summary.step == 1 and (tmp_path / "run" / "samples" / "step_0000001.png").exists()

@@ -562,6 +562,8 @@ def bench_train(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 trainer = make_trainer(cfg, dev.device)
+            if cfg.train.bf16 and not trainer.use_bf16:  # the trainer fell back: say what was timed
+                name = "channels_last (fp32: no native bf16)"
             stream = _FixedStream(batch, size)
             dev.reset_peak()
             t0 = time.perf_counter()

@@ -198,7 +198,7 @@ class RandomFeatures(nn.Module):
     Shallow random-filter CNNs are known to synthesise textures through Gram matrices (Ustyuzhaninov et
     al., ICLR 2017); no pretrained perceptual network can be had offline. Three levels (full, 1/2, 1/4
     resolution), each a 3×3 conv + ReLU; the weights come from ``seed`` alone (He-normal, no biases) and
-    are never trained (buffers, not parameters: they are saved with no optimiser state and no gradient).
+    are never trained (non-persistent buffers: not parameters, not saved, rebuilt from ``seed``).
     N×3×H×W → list of 3 feature maps.
     """
 

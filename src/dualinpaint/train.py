@@ -223,7 +223,13 @@ class Trainer:
         self.net_forward = self._compiled_net() if cfg.train.compile else self.net
         L = cfg.loss
         self.texture_net = RandomFeatures().to(self.device) if L.lambda_texture > 0 else None
-        if L.lambda_fm > 0 and not hasattr(self.d_gen, "features"):
+        if cfg.model.family != "dualpath":
+            other = {"hole_norm": "l1", "lambda_texture": 0.0, "lambda_fm": 0.0, "gen_at_prior_mean": False}
+            used = [k for k, v in other.items() if getattr(L, k) != v]
+            if used:
+                family = cfg.model.family
+                raise ValueError(f"loss.{used[0]} is a dual-path option; family {family!r} does not use it")
+        elif L.lambda_fm > 0 and not hasattr(self.d_gen, "features"):
             raise ValueError(f"loss.lambda_fm needs patch critics, not disc_type={cfg.model.disc_type!r}")
 
     def _compiled_net(self) -> Callable[..., Any]:
@@ -594,13 +600,16 @@ class _Logger:
             self.tb.close()
 
 
-def _validation_set(cfg: Config, source: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation_set(
+    cfg: Config, source: str | Path, count: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed validation images (no augmentation) and fixed masks (seeded), N×3×S×S and N×1×S×S.
 
-    N = ``train.val_images``; with fewer photos than that, the photos repeat, each time with another mask.
+    N = ``count`` or else ``train.val_images``; with fewer photos than that, the photos repeat, each time
+    with another mask.
     """
     ds = ImageDataset(source, cfg.data.size, train=False, seed=cfg.train.seed)
-    n = cfg.train.val_images if len(ds) else 0
+    n = (count or cfg.train.val_images) if len(ds) else 0
     photos = [ds[i]["image"] for i in range(min(n, len(ds)))]
     images = torch.stack([photos[i % len(photos)] for i in range(n)])
     sampler = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
@@ -801,7 +810,7 @@ def _train(
     masks = MaskSampler(cfg.masks.mix, cfg.data.size, cfg.data.size, folder=cfg.masks.folder or None)
     # before the DataLoader's workers are forked, so they know which unreadable files were reported
     val_set = _validation_set(cfg, val) if (val and cfg.train.val_images > 0) else None
-    grid_src = val_set if val_set is not None else _validation_set(cfg, data)
+    grid_src = val_set if val_set is not None else _validation_set(cfg, data, count=4)
     stream = BatchStream(
         InpaintingData(images, masks, cfg.train.seed),
         cfg.data.batch_size,
