@@ -96,6 +96,9 @@ def main() -> None:
     os.close(fd)
     try:
         img.save(tmp, format="PNG")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, args.out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -114,6 +114,9 @@ def plot(runs: list[tuple[Path, str]], keys: list[str], out: Path) -> None:
     os.close(fd)
     try:
         sheet.save(tmp, format="PNG")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
