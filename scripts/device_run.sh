@@ -12,7 +12,8 @@
 #      bf16 + channels_last (bench writes its --json row by row) -> OUTDIR/bench.json
 #      then the photo preset's smooth fill per image (no bench row times it alone: the helper's own
 #      timing, added to the same file under "prefill")
-#   3. fine-tune the shipped model (--init default, with the config stored in it) at 256² crops in
+#   3. fine-tune the shipped model (--init default, with configs/photo.yaml's recipe when the network is
+#      the same, else the config stored in the model) at 256² crops in
 #      bf16 + channels_last until the time left (--time-limit), checkpointed about every minute; a
 #      background loop turns the run's latest state.pt into OUTDIR files every CONVERT_EVERY seconds
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
@@ -223,6 +224,9 @@ def cmd_prepare(a):
         ckpt.save_weights(work / "init", DualPathInpainter(cfg.model), cfg, 0)
         init = str(work / "init" / "model.safetensors")
     _, cfg, _ = ckpt.read_weights(ckpt.resolve_model(init))
+    recipe = load_config("photo")
+    if recipe.model == cfg.model:  # the same network: train with the current recipe (photo.yaml's losses)
+        cfg = recipe
     (work / "finetune.yaml").write_text(config_to_yaml(cfg))
     train = data / "train.flist" if (data / "train.flist").is_file() else data
     val = data / "val.flist" if (data / "val.flist").is_file() else None
