@@ -12,15 +12,13 @@ into a second row so texture (or its absence) is visible. Written to a temporary
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
 
 from dualinpaint.checkpoint import load_model
-from dualinpaint.images import mask_to_tensor, open_image, pil_to_tensor, tensor_to_pil
+from dualinpaint.images import mask_to_tensor, open_image, pil_to_tensor, save_image_atomic, tensor_to_pil
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "dualinpaint" / "assets" / "samples"
 NAMES = ("astronaut", "chelsea", "coffee")
@@ -92,17 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     img = sheet(args.model, args.samples, args.zoom)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        img.save(tmp, format="PNG")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, args.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_image_atomic(img, args.out)  # temporary file, then rename
     print(f"wrote {args.out}")
 
 

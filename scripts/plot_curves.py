@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from dualinpaint.images import save_image_atomic
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
 TITLES = {
@@ -110,17 +110,7 @@ def plot(runs: list[tuple[Path, str]], keys: list[str], out: Path) -> None:
     for j, key in enumerate(keys):
         sheet.paste(panel(runs, key), (0, legend_h + H * j))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        sheet.save(tmp, format="PNG")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_image_atomic(sheet, out)  # temporary file, then rename
 
 
 def main() -> None:
