@@ -364,17 +364,9 @@ class Trainer:
         fill = composite(out.gen[-1], image, hole)
         texture = fm = zero_loss
         if self.texture_net is not None:
-            with self.autocast():
-                fake_t = self.texture_net(fill)
-                with torch.no_grad():
-                    real_t = self.texture_net(image)
-            texture = texture_loss([f.float() for f in fake_t], [f.float() for f in real_t], hole)
+            texture = texture_loss(*self._paired_features(self.texture_net, fill, image), hole)
         if L.lambda_fm > 0:
-            with self.autocast():
-                fake_d = self.d_gen.features(fill)
-                with torch.no_grad():
-                    real_d = self.d_gen.features(image)
-            fm = feature_matching([f.float() for f in fake_d], [f.float() for f in real_d])
+            fm = feature_matching(*self._paired_features(self.d_gen.features, fill, image))
         with self.autocast():
             ad_g = generator_adv_loss(
                 L.gan_mode, self.d_gen(self._d2_fakes(out.gen[-1], image, hole)).float()
@@ -395,6 +387,16 @@ class Trainer:
             "texture": texture,
             "fm": fm,
         }
+
+    def _paired_features(
+        self, extract: Callable[[torch.Tensor], list[torch.Tensor]], fill: torch.Tensor, image: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``extract``'s feature maps of the fill (with gradients) and of the photo (without), float32."""
+        with self.autocast():
+            fake = extract(fill)
+            with torch.no_grad():
+                real = extract(image)
+        return [f.float() for f in fake], [f.float() for f in real]
 
     def g_total(self, t: dict[str, torch.Tensor], scales: int) -> torch.Tensor:
         """The generator objective: every term and its weight in one expression."""
