@@ -272,12 +272,11 @@ def bench_inference(
 
     import torch
 
-    from .fastpath import prepare_for_inference
-    from .inference import resolve_precision_for
+    from .fastpath import prepare_for_inference, resolve_precision
 
     dev = _Device(device)
     stride = net.cfg.stride
-    bf16 = resolve_precision_for(precision, dev.device) == "bf16"
+    bf16 = resolve_precision(precision, dev.device) == "bf16"
     if _device_of(net) != dev.device:  # the caller's network stays where it is
         net = copy.deepcopy(net).to(dev.device)
     fast = prepare_for_inference(net, channels_last=True)
@@ -539,11 +538,11 @@ def bench_train(
     import warnings
 
     from .config import load_config
-    from .inference import resolve_precision_for
+    from .fastpath import resolve_precision
     from .train import make_trainer
 
     dev = _Device(device)
-    bf16 = resolve_precision_for(precision, dev.device) == "bf16"
+    bf16 = resolve_precision(precision, dev.device) == "bf16"
     variants = [("fp32 channels-first", ["train.channels_last=false", "train.bf16=false"])]
     if bf16:
         fast = "channels_last + bf16"
@@ -624,11 +623,11 @@ def run_bench(
     or several separated by commas. ``on_update`` is called with the report so far after every row."""
     import torch
 
-    from .fastpath import set_threads
-    from .inference import resolve_device, resolve_precision_for
+    from .fastpath import resolve_precision, set_threads
+    from .inference import resolve_device
 
     dev = resolve_device(device)  # first: a one-line error before anything is loaded
-    resolved = resolve_precision_for(precision, dev)
+    resolved = resolve_precision(precision, dev)
     if runs < 1 or warmup < 0 or batch < 1:
         raise ValueError(f"--runs {runs} must be >= 1, --warmup {warmup} >= 0 and --batch {batch} >= 1")
     if threads is not None and threads < 1:

@@ -86,12 +86,13 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` → ``bf16`` when the CPU supports it natively, else ``fp32``; others are checked and kept."""
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``auto`` → ``bf16`` when ``device`` (default the CPU) computes it natively (``bf16_supported``), else
+    ``fp32``; others are checked and kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if bf16_supported() else "fp32"
+        return "bf16" if bf16_supported(device) else "fp32"
     return precision
 
 

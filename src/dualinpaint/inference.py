@@ -93,12 +93,12 @@ class Inpainter:
         runtime: str = "torch",
         device: str | torch.device | None = None,
     ) -> None:
-        from .fastpath import prepare_for_inference, set_threads
+        from .fastpath import prepare_for_inference, resolve_precision, set_threads
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime={runtime!r}; valid: {', '.join(RUNTIMES)}")
         self.device = resolve_device(_device_of(net) if device is None else device)
-        self.precision = resolve_precision_for(precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
         if runtime == "onnx" and (precision == "bf16" or compile):
             raise ValueError("precision='bf16' and compile apply to the torch runtime, not to runtime='onnx'")
         if runtime == "onnx" and self.device.type != "cpu":
@@ -368,16 +368,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
             f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
     return torch.device("cuda", index)
-
-
-def resolve_precision_for(precision: str, device: torch.device) -> str:
-    """``fastpath.resolve_precision`` for ``device``: ``auto`` → bf16 where that device computes it natively
-    (the CPU: ``resolve_precision``'s answer; CUDA: ``bf16_supported(device)``), else fp32."""
-    from .fastpath import bf16_supported, resolve_precision
-
-    if precision == "auto" and device.type != "cpu":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return resolve_precision(precision)
 
 
 def _device_of(net: Any) -> torch.device:
