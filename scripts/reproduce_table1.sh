@@ -6,10 +6,14 @@
 #
 #   scripts/reproduce_table1.sh [--small] [--dry-run] PLACES2_DIR OUT
 #
-# PLACES2_DIR  Places2 images: a folder (searched recursively) or a file list
+# PLACES2_DIR  Places2 images: a folder (searched recursively) or a file list. A folder that holds its own
+#              train.flist and val.flist (such as `dualinpaint data debian-photos` builds) keeps that
+#              split (photos held out whole) instead of drawing 5000 images 8:2.
 # OUT          working folder: OUT/split, OUT/runs/{paper,ce,gl,gntipt,gmcnn}, OUT/masks, OUT/report
-# --small      every row at 64² with halved widths, SAMPLES = 32000 training samples per model and a 64²
-#              mask protocol: about 3 CPU-hours for the five rows (one thread each, measured per step)
+# --small      every row on 128² crops with halved widths, SAMPLES = 10000 training samples per model and a
+#              128² mask protocol (the centre hole is 64²): about 2.5 CPU-hours for the five rows (one
+#              thread each: 0.28 s per sample for the paper's model, 0.06 CE, 0.22 GL, 0.14 GntIpt,
+#              0.22 GMCNN, measured on a 2-core AMD EPYC)
 # --dry-run    print the commands instead of running them
 #
 # Budget: every critic round draws a fresh batch, so a model samples batch_size × n_critic images per
@@ -21,12 +25,18 @@
 #   SAMPLES=N        training samples per model (see Budget; default 32000 with --small)
 #   STEPS=N          generator steps for every model instead (does not equalise samples across n_critic)
 #   NPROC=N          processes per run via torchrun -m dualinpaint (default 1; e.g. the number of GPUs)
+#   JOBS=N           train N models at once, each as its own process (default 1; on a CPU with N cores,
+#                    set OMP_NUM_THREADS=1 beside it)
 #   MODELS="..."     which presets to train and evaluate (default "paper ce gl gntipt gmcnn")
 #   VGG19_WEIGHTS=F  torchvision-format VGG19 state dict (.pth / .safetensors) for GMCNN's ID-MRF loss;
 #                    without it GMCNN trains without ID-MRF ("GMCNN without ID-MRF" in the report).
 #                    Both need the config fields loss.vgg19_weights and loss.lambda_mrf.
 #   CONFIG_DIR=D     folder of the presets (default: src/dualinpaint/configs/table1 of this checkout)
 #   DUALINPAINT=C    the command to run (default "dualinpaint")
+#   PUBLISHED=F      a CSV of published numbers (columns method,masks,psnr,ssim[,source]; see
+#                    `dualinpaint evaluate --published`), e.g. the paper's Table I: the report prints it
+#                    beside ours, labelled as not re-run. None ships with this repository: the paper's
+#                    numbers could not be checked offline, and none are quoted from memory.
 #
 # A run whose folder already holds a training state is resumed (exactly), so the script can be re-run after
 # an interruption; an existing split and mask protocol are reused.
@@ -60,14 +70,16 @@ CONFIG_DIR=${CONFIG_DIR:-$REPO/src/dualinpaint/configs/table1}
 STEPS=${STEPS:-}
 SAMPLES=${SAMPLES:-}
 NPROC=${NPROC:-1}
+JOBS=${JOBS:-1}
 MODELS=${MODELS:-paper ce gl gntipt gmcnn}
 VGG19_WEIGHTS=${VGG19_WEIGHTS:-}
 DUALINPAINT=${DUALINPAINT:-dualinpaint}
+PUBLISHED=${PUBLISHED:-}
 read -r -a CMD <<<"$DUALINPAINT"
 EVAL_SIZE=256
 if [[ $SMALL -eq 1 ]]; then
-    SAMPLES=${SAMPLES:-32000}
-    EVAL_SIZE=64
+    SAMPLES=${SAMPLES:-10000}
+    EVAL_SIZE=128
 fi
 
 run() {  # run a command, or print it with --dry-run
@@ -79,10 +91,10 @@ run() {  # run a command, or print it with --dry-run
     fi
 }
 
-# --small: 64² images and halved widths per family (CE: stride 16 keeps its 4×4 latent at 64²)
+# --small: 128² crops and halved widths per family (CE: n_down 3 keeps an 8×8 latent at 128²)
 small_sets() {
-    local common=(data.size=64 data.load_size=68 train.val_images=16 train.log_every=50
-        train.sample_every=1000 train.val_every=1000 train.ckpt_every=1000)
+    local common=(data.size=128 data.load_size=136 train.val_images=16 train.log_every=25
+        train.sample_every=500 train.val_every=250 train.ckpt_every=250)
     local family=()
     case "$1" in
         paper) family=(model.ngf=16 model.max_channels=64 model.z_channels=64 model.disc_channels=32
@@ -148,10 +160,24 @@ for name in $MODELS; do
     run "${CMD[@]}" model-info --config "$CONFIG_DIR/$name.yaml" "${sets[@]}"
 done
 
-echo "== split: 5000 images, 8:2 (seed 0) -> $OUT/split"
+echo "== split -> $OUT/split"
 if [[ -s "$OUT/split/train.flist" && -s "$OUT/split/val.flist" ]]; then
     echo "   (reusing the existing split)"
+elif [[ -d "$PLACES2_DIR" && -s "$PLACES2_DIR/train.flist" && -s "$PLACES2_DIR/val.flist" ]]; then
+    echo "   (keeping the split of $PLACES2_DIR: its train.flist and val.flist)"
+    corpus=$(cd "$PLACES2_DIR" && pwd)
+    run mkdir -p "$OUT/split"
+    for part in train val; do  # the lists' relative paths are relative to the corpus: make them absolute
+        if [[ $DRY -eq 1 ]]; then
+            echo "(absolute paths of $corpus/$part.flist) > $OUT/split/$part.flist"
+        else
+            awk -v root="$corpus/" '/^[[:space:]]*(#|$)/ || /^\// { print; next } { print root $0 }' \
+                "$corpus/$part.flist" >"$OUT/split/$part.flist.tmp"
+            mv "$OUT/split/$part.flist.tmp" "$OUT/split/$part.flist"
+        fi
+    done
 else
+    echo "   (5000 images, 8:2, seed 0)"
     run "${CMD[@]}" data split --data "$PLACES2_DIR" --count 5000 --val-fraction 0.2 --seed 0 --out "$OUT/split"
 fi
 
@@ -179,9 +205,23 @@ train_one() {
 }
 
 model_args=()
+pids=()
 for name in $MODELS; do
-    train_one "$name"
+    if [[ "$JOBS" -gt 1 && $DRY -eq 0 ]]; then
+        while [[ $(jobs -rp | wc -l) -ge "$JOBS" ]]; do
+            wait -n || { echo "error: a training run failed" >&2; exit 1; }
+        done
+        mkdir -p "$OUT/logs"
+        echo "== train $name in the background: log $OUT/logs/$name.log"
+        train_one "$name" >"$OUT/logs/$name.log" 2>&1 &
+        pids+=($!)
+    else
+        train_one "$name"
+    fi
     model_args+=(--model "$OUT/runs/$name")
+done
+for pid in "${pids[@]}"; do
+    wait "$pid" || { echo "error: a training run failed (see $OUT/logs)" >&2; exit 1; }
 done
 
 echo "== evaluation masks (${EVAL_SIZE}²) -> $OUT/masks"
@@ -192,6 +232,10 @@ else
 fi
 
 echo "== evaluate -> $OUT/report"
+published=()
+if [[ -n "$PUBLISHED" ]]; then
+    published=(--published "$PUBLISHED")
+fi
 run "${CMD[@]}" evaluate --data "$OUT/split/val.flist" --masks "$OUT/masks" "${model_args[@]}" \
-    --baselines telea,ns,biharmonic,patchmatch --out "$OUT/report"
+    --baselines telea,ns,biharmonic,patchmatch --size "$EVAL_SIZE" "${published[@]}" --out "$OUT/report"
 echo "== done: $OUT/report/report.md"

@@ -4,6 +4,7 @@ resume, presets, parameter counts; the trainers' losses are tested in test_basel
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -410,7 +411,44 @@ def test_reproduce_script_small_dry_run_gives_every_model_the_same_samples(tmp_p
     for line in trains:
         steps = int(line.split("--steps ")[1].split()[0])
         config = load_config(line.split("--config ")[1].split()[0])
-        assert steps * config.data.batch_size * config.optim.n_critic == 32000, line
-        assert "--set data.size=64" in line
+        assert steps * config.data.batch_size * config.optim.n_critic == 10000, line
+        assert "--set data.size=128" in line
     assert "loss.lambda_mrf=0" in trains[-1] and "without ID-MRF" in result.stderr
-    assert "eval-masks --out" in result.stdout and not (tmp_path / "out").exists()  # nothing written
+    assert "eval-masks --out" in result.stdout and "--size 128" in result.stdout.split("eval-masks")[1]
+    evaluate = next(line for line in result.stdout.splitlines() if " evaluate --data " in line)
+    assert "--size 128" in evaluate and "--published" not in evaluate
+    assert "data split" in result.stdout and not (tmp_path / "out").exists()  # nothing written
+
+
+def test_reproduce_script_keeps_a_corpus_split_and_passes_published_numbers(tmp_path: Path) -> None:
+    """A data folder with its own train/val lists (the photo corpus) keeps its split, made absolute."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.flist").write_text("images/a.jpg\nimages/b.jpg\n")
+    (corpus / "val.flist").write_text("images/c.jpg\n")
+    script = ROOT / "scripts" / "reproduce_table1.sh"
+    env = {**os.environ, "PUBLISHED": str(tmp_path / "paper.csv"), "MODELS": "ce"}
+    dry = subprocess.run(
+        ["bash", str(script), "--small", "--dry-run", str(corpus), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert "data split" not in dry.stdout and "keeping the split" in dry.stdout
+    assert f"--published {tmp_path / 'paper.csv'}" in dry.stdout
+    # the real thing, with a stand-in command, stops after writing the split (the stand-in "trains" nothing)
+    env["DUALINPAINT"] = "true"
+    subprocess.run(
+        ["bash", str(script), "--small", str(corpus), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    split = tmp_path / "out" / "split"
+    assert (split / "train.flist").read_text().splitlines() == [
+        f"{corpus.resolve()}/images/a.jpg",
+        f"{corpus.resolve()}/images/b.jpg",
+    ]
+    assert (split / "val.flist").read_text() == f"{corpus.resolve()}/images/c.jpg\n"

@@ -43,6 +43,7 @@ def test_overrides_apply_and_type_check(tiny_cfg: Config) -> None:
         ("model.ngf=0", "model.ngf=0 must be > 0"),
         ("loss.gan_mode=wgan-gp", "loss.gan_mode='wgan-gp' is not one of"),
         ("model.disc_strides=[2,2,3,1,1]", "model.disc_strides"),
+        ("model.upsample=bilinear", "model.upsample='bilinear' is not one of deconv, resize"),
         ("model.share_trunk=maybe", "must be true or false"),
         ("data.size=24", "multiple of the network stride 16"),
         ("optim.beta1=1.5", "optim.beta1=1.5"),

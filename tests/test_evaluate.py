@@ -410,3 +410,36 @@ def test_cache_entries_without_detail_are_recomputed(prefill_run, tmp_path):
     again = ev.evaluate(root / "photos", root / "masks", old, **kwargs)
     assert again["cached"] == 0 and again["computed"] == len(again["rows"])
     assert metric_table(old) == metric_table(root / "fill")
+
+
+def test_published_numbers_sit_beside_ours_and_a_bad_file_changes_nothing(setup, tmp_path):
+    import shutil
+
+    root = setup["root"]
+    run = tmp_path / "run"
+    shutil.copytree(root / "run1", run)  # resumed from its cache: nothing recomputed
+    table = tmp_path / "paper.csv"
+    table.write_text(
+        "# the paper's Table I\nmethod,masks,psnr,ssim,source\nCE,centre,21.5,0.81,Table I\nGL,random,,0.5,\n"
+    )
+    results = ev.evaluate(root / "photos", root / "masks", run, published=table, **setup["kwargs"])
+    assert results["computed"] == 0
+    report = (run / ev.REPORT_MD).read_text()
+    assert "not re-run" in report
+    assert (
+        "| CE | centre | 21.50 | 0.8100 | Table I |" in report and "| GL | random | – | 0.5000 |  |" in report
+    )
+    assert report.index("Published numbers") < report.index("\n## center")
+    assert json.loads((run / ev.RESULTS_JSON).read_text())["published"]["rows"][0]["method"] == "CE"
+    assert "(dual-path (ours))" in report  # the model line names the family
+
+    before = (run / ev.REPORT_MD).read_bytes()
+    for text, fragment in (
+        ("method,psnr\nCE,20\n", "missing ['masks', 'ssim']"),
+        ("method,masks,psnr,ssim\nCE,centre,high,0.8\n", "line 2: psnr 'high' is not a number"),
+        ("method,masks,psnr,ssim\n", "no rows"),
+    ):
+        table.write_text(text)
+        with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+            ev.evaluate(root / "photos", root / "masks", run, published=table, **setup["kwargs"])
+    assert (run / ev.REPORT_MD).read_bytes() == before

@@ -11,6 +11,7 @@ from dualinpaint.generator import (
     _biharmonic_solve,
     _laplacian,
     biharmonic_fill,
+    convert_upsample,
     harmonic_fill,
 )
 
@@ -317,3 +318,24 @@ def test_paper_preset_has_separate_paths_and_seven_block_branches() -> None:
     assert net.enc_c is not None and net.gen_r is not None
     assert len(net.prior_head.body) + 1 == 7 and len(net.posterior_head.body) + 1 == 7
     assert all(isinstance(b.shortcut, torch.nn.Identity) for b in net.prior_head.body)
+
+
+def test_convert_upsample_keeps_every_other_weight_and_refuses_nonsense() -> None:
+    cfg = small("photo").model
+    torch.manual_seed(0)
+    net = DualPathInpainter(cfg).eval()
+    resize = convert_upsample(net)
+    assert resize.cfg.upsample == "resize" and not resize.training
+    before, after = net.state_dict(), resize.state_dict()
+    new = [k for k in after if k not in before]  # the two up-layers of each decoder: bias, weight, u, v
+    assert len(new) == 2 * 4 * (cfg.n_down + 1)
+    assert all(".main.5.1." in k or ".shortcut.1." in k for k in new), new
+    for key in after.keys() - set(new):
+        assert torch.equal(before[key], after[key]), key
+    image, hole = torch.rand(1, 3, 64, 64) * 2 - 1, torch.zeros(1, 1, 64, 64)
+    hole[..., 16:48, 16:48] = 1
+    with torch.no_grad():
+        out = resize.complete(image, hole)
+    assert out.shape == (1, 3, 64, 64) and torch.equal(out * (1 - hole), image * (1 - hole))
+    with pytest.raises(ValueError, match="already"):
+        convert_upsample(resize)

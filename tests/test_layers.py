@@ -3,7 +3,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dualinpaint.layers import ResBlock, ResBlockDecoder, ResBlockStart, ShortLongAttention, ToRGB, sn
+from dualinpaint.layers import (
+    ResBlock,
+    ResBlockDecoder,
+    ResBlockStart,
+    ShortLongAttention,
+    ToRGB,
+    resize_kernel_from_deconv,
+    sn,
+    upsample2x,
+)
 
 
 def test_spectral_norm_keeps_largest_singular_value_near_one() -> None:
@@ -65,3 +74,38 @@ def test_attention_is_size_agnostic_non_square() -> None:
         3,
         7,
     )
+
+
+def test_resize_decoder_cannot_print_a_checkerboard_and_deconv_can() -> None:
+    """A constant input through a randomly initialised decoder block: resize-conv gives a constant interior,
+    the paper's stride-2 transposed conv a period-2 pattern (its phases see 1 and 2 taps per axis)."""
+    torch.manual_seed(0)
+    flat = torch.ones(1, 8, 8, 8)
+    for kind, periodic in (("resize", False), ("deconv", True)):
+        block = ResBlockDecoder(8, 4, norm="none", upsample=kind).eval()
+        with torch.no_grad():
+            out = block(flat)[..., 3:-3, 3:-3]  # away from the zero-padded border
+        assert out.shape == (1, 4, 10, 10)
+        spread = (out - out.mean((2, 3), keepdim=True)).abs().max().item()
+        assert (spread > 1e-3) == periodic, (kind, spread)
+
+
+def test_resize_kernel_from_deconv_is_exact_when_the_deconv_is_a_resize_conv() -> None:
+    """Per axis a resize kernel [0, a, b] equals the deconv kernel [b, a+b, a]: the fit must find it, and
+    the two layers then compute the same function, borders included."""
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 4, 3, 2, dtype=torch.float64)  # (cout, cin, axis)
+    k = torch.stack([torch.zeros_like(a), a, b], -1)
+    w = torch.stack([b, a + b, a], -1)
+    resize_k = k[..., 0, :, None] * k[..., 1, None, :]  # cout×cin×3×3, rows × cols
+    deconv_w = (w[..., 0, :, None] * w[..., 1, None, :]).transpose(0, 1)  # cin×cout×3×3
+    assert torch.allclose(resize_kernel_from_deconv(deconv_w), resize_k, atol=1e-12)
+    deconv = upsample2x(3, 4, "deconv", use_sn=False).double()
+    resize = upsample2x(3, 4, "resize", use_sn=False).double()
+    with torch.no_grad():
+        deconv.weight.copy_(deconv_w)
+        resize[1].weight.copy_(resize_kernel_from_deconv(deconv_w))
+        resize[1].bias.copy_(deconv.bias)
+        x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+        assert torch.allclose(deconv(x), resize(x), atol=1e-12)
+        assert resize(x).shape == (2, 4, 14, 18)

@@ -53,11 +53,12 @@ PHOTO_SMALL = [
 TEXTURE_TERMS = ["loss.hole_norm=l2", "loss.lambda_texture=5", "loss.lambda_fm=2"]
 
 
-@pytest.mark.parametrize("preset", ["tiny", "picnet-small", "photo-small", "photo-texture"])
+@pytest.mark.parametrize("preset", ["tiny", "picnet-small", "photo-small", "photo-texture", "photo-resize"])
 def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, preset: str) -> None:
     cfg = tiny_cfg
     if preset.startswith("photo"):  # the shipped preset's structure: mask input, decoder skips, hinge
         extra = TEXTURE_TERMS if preset == "photo-texture" else []  # + texture and feature matching
+        extra = ["model.upsample=resize"] if preset == "photo-resize" else extra  # resize-conv decoders
         cfg = load_config("photo").with_overrides([*PHOTO_SMALL, *extra])
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(

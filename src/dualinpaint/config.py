@@ -25,6 +25,7 @@ SKIP_TYPES = ("conv1x1", "identity")
 FUSIONS = ("add", "concat")
 NORMS = ("instance", "none")
 PREFILLS = ("none", "harmonic", "biharmonic")
+UPSAMPLES = ("deconv", "resize")
 REC_ADV = ("dmatch_l2", "gan")
 KL_DIRECTIONS = ("prior_post", "post_prior")
 PRIOR_SIGMAS = ("adaptive", "unit")
@@ -75,6 +76,8 @@ class ModelConfig:
     attention: bool = True  # short+long term attention in the generator
     attention_level: int = 1  # decoder index after which attention runs (1 → stride 8, 32² at 256²)
     norm: str = "instance"  # normalisation inside the decoder blocks
+    upsample: str = "deconv"  # decoder ×2: deconv3×3 s2 (the paper) or resize = nearest ×2 + conv3×3,
+    # which cannot paint the checkerboard that a stride-2 transposed conv's uneven overlap leaves
     spectral_norm: bool = True  # spectral normalisation on encoder/generator/discriminator convs
     leak: float = 0.1  # LeakyReLU slope (PICNet 0.1)
     decoder_skips: bool = False  # U-Net style: each decoder adds E2's feature at its resolution (1×1 conv)
@@ -111,6 +114,7 @@ class ModelConfig:
         _check_choice(s, "fusion", self.fusion, FUSIONS)
         _check_choice(s, "norm", self.norm, NORMS)
         _check_choice(s, "prefill", self.prefill, PREFILLS)
+        _check_choice(s, "upsample", self.upsample, UPSAMPLES)
         _check_choice(s, "disc_type", self.disc_type, DISC_TYPES)
         n_up = self.n_down + 1
         _check(

@@ -428,6 +428,7 @@ def _model_label(source: PathLike, weights: Path) -> str:
 def _model_methods(source: PathLike, best_of: int) -> list[Method]:
     import torch
 
+    from .baseline_models import display_name
     from .checkpoint import load_model, resolve_model
     from .metrics import l1
 
@@ -437,6 +438,7 @@ def _model_methods(source: PathLike, best_of: int) -> list[Method]:
     label = _model_label(source, weights)
     prefill = cfg.model.prefill if cfg.model.family == "dualpath" else "none"
     info = {
+        "name": display_name(cfg),
         "source": str(source),
         "weights": str(weights),
         "weights_sha256": weights_sha,
@@ -791,6 +793,64 @@ def _fmt(value: float, digits: int, scale: float = 1.0, sign: bool = False) -> s
     return f"{value * scale:{'+' if sign else ''}.{digits}f}"
 
 
+PUBLISHED_COLUMNS = ("method", "masks", "psnr", "ssim")
+
+
+def read_published(path: PathLike) -> dict:
+    """Published numbers to print beside ours (e.g. the paper's Table I): a CSV file with the header
+    ``method,masks,psnr,ssim`` (+ optional ``source``), one row per method and mask setting; an empty
+    cell = not published. Returns ``{"file", "sha256", "rows"}``; a malformed file raises ValueError."""
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--published {path}: cannot read ({err.__class__.__name__})") from None
+    reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    missing = [c for c in PUBLISHED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(
+            f"--published {path}: needs the columns {','.join(PUBLISHED_COLUMNS)}; missing {missing}"
+        )
+    rows = []
+    for n, row in enumerate(reader, start=2):
+        out = {"method": (row["method"] or "").strip(), "masks": (row["masks"] or "").strip()}
+        if not out["method"]:
+            raise ValueError(f"--published {path}: line {n} has no method")
+        for key in ("psnr", "ssim"):
+            cell = (row[key] or "").strip()
+            try:
+                out[key] = float(cell) if cell else None
+            except ValueError:
+                raise ValueError(f"--published {path}: line {n}: {key} {cell!r} is not a number") from None
+        out["source"] = (row.get("source") or "").strip()
+        rows.append(out)
+    if not rows:
+        raise ValueError(f"--published {path}: no rows")
+    return {"file": str(path), "sha256": _sha256_bytes(text.encode("utf-8")), "rows": rows}
+
+
+def render_published(published: dict) -> list[str]:
+    """Report lines: the published table, labelled as not re-run, before our own tables."""
+    lines = [
+        f"## Published numbers (not re-run here; from `{published['file']}`, sha256 "
+        f"`{published['sha256'][:16]}…`)",
+        "",
+        "Their data, resolution, masks and training budget differ from this protocol: compare the order "
+        "of the methods with ours, not the values.",
+        "",
+        "| method | masks | PSNR ↑ | SSIM ↑ | source |",
+        "|---|---|---:|---:|---|",
+    ]
+    for r in published["rows"]:
+        psnr = "–" if r["psnr"] is None else f"{r['psnr']:.2f}"
+        ssim = "–" if r["ssim"] is None else f"{r['ssim']:.4f}"
+        lines.append(f"| {r['method']} | {r['masks']} | {psnr} | {ssim} | {r['source']} |")
+    lines.append("")
+    return lines
+
+
 def render_report(results: dict) -> str:
     """The markdown report: protocol paragraph, then one table per bucket."""
     from .metrics import NOT_AVAILABLE
@@ -824,8 +884,9 @@ def render_report(results: dict) -> str:
     model_lines = []
     for m in methods:
         if m["kind"] == "model":
+            name = f" ({m['info']['name']})" if m["info"].get("name") else ""
             model_lines.append(
-                f"- `{m['label']}`: weights `{m['info']['weights']}` "
+                f"- `{m['label']}`{name}: weights `{m['info']['weights']}` "
                 f"(sha256 `{m['info']['weights_sha256'][:16]}…`, step {m['info'].get('step')}); "
                 "**deterministic**: one fill per image with the latent at the prior mean."
             )
@@ -849,6 +910,9 @@ def render_report(results: dict) -> str:
             )
     lines += model_lines
     lines.append("")
+    published = results.get("published")
+    if published:
+        lines += render_published(published)
     if any(m["kind"] == "model" for m in methods):
         lines.append(
             "**Network contribution** (per bucket, under the table): a model minus its own smooth fill "
@@ -953,6 +1017,7 @@ def evaluate(
     save_outputs: bool = False,
     threads: int | None = None,
     command: Sequence[str] | None = None,
+    published: PathLike | None = None,
 ) -> dict:
     """Evaluate ``models`` and ``baselines`` on the images ``data`` with the mask protocol ``masks``.
 
@@ -973,6 +1038,8 @@ def evaluate(
         threads: torch intra-op threads during the run (restored afterwards); None keeps the current
             setting. On a machine already busy (e.g. training on every core) 1 is several times faster.
         command: the command line to record (default ``sys.argv``).
+        published: a CSV of published numbers (:func:`read_published`) printed in the report beside
+            ours, labelled as not re-run; read before anything runs, so a bad file changes nothing.
 
     Returns the content of ``results.json``: ``{protocol, software, command, args, methods, aggregates,
     rows, paths}``. Rows are ordered by bucket, method, image.
@@ -999,6 +1066,7 @@ def evaluate(
             save_outputs=save_outputs,
             threads=threads,
             command=command,
+            published=read_published(published) if published is not None else None,
         )
     finally:
         torch.set_num_threads(previous)
@@ -1019,6 +1087,7 @@ def _evaluate(
     save_outputs: bool,
     threads: int | None,
     command: Sequence[str] | None,
+    published: dict | None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -1213,6 +1282,7 @@ def _evaluate(
             }
             for m in methods
         ],
+        **({"published": published} if published else {}),
         "aggregates": aggregates,
         "contributions": contributions(aggregates, pairs),
         "rows": rows,
@@ -1281,6 +1351,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's; 1 on a busy machine)"
     )
+    parser.add_argument(
+        "--published",
+        default=None,
+        metavar="CSV",
+        help="published numbers to print beside ours, labelled as not re-run (columns method,masks,psnr,ssim"
+        "[,source]), e.g. the paper's Table I",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -1301,6 +1378,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             save_outputs=args.save_outputs,
             threads=args.threads,
             command=["dualinpaint", *sys.argv[1:]],
+            published=args.published,
         )
     except ImportError as err:
         print(f"dualinpaint: error: {err}", file=sys.stderr)

@@ -19,9 +19,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .config import ModelConfig
-from .layers import ResBlock, ResBlockDecoder, ResBlockStart, ShortLongAttention, ToRGB, channels_at, sn
+from .layers import (
+    ResBlock,
+    ResBlockDecoder,
+    ResBlockStart,
+    ShortLongAttention,
+    ToRGB,
+    channels_at,
+    resize_kernel_from_deconv,
+    sn,
+)
 
 
 @dataclass
@@ -132,7 +142,9 @@ class Generator(nn.Module):
             cout = channels_at(cfg.n_down - i, cfg.ngf, cfg.max_channels)
             extra = 3 if i - 1 >= self.first_output else 0
             self.decoders.append(
-                ResBlockDecoder(cin + extra, cout, cout, norm=cfg.norm, leak=leak, use_sn=use_sn)
+                ResBlockDecoder(
+                    cin + extra, cout, cout, norm=cfg.norm, leak=leak, use_sn=use_sn, upsample=cfg.upsample
+                )
             )
             if i >= self.first_output:
                 self.outputs[str(i)] = ToRGB(cout, leak=leak, use_sn=use_sn)
@@ -585,3 +597,49 @@ def freeze_for_inference(net: DualPathInpainter) -> DualPathInpainter:
     net.train(was_training)
     device = next(net.parameters()).device  # the copy lives where the network does (CUDA too)
     return plain.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def convert_upsample(net: DualPathInpainter, kind: str = "resize") -> DualPathInpainter:
+    """A copy of ``net`` whose decoders upsample with ``kind``: a warm start for training, not a drop-in.
+
+    Every other weight is copied. Each deconv of a ``deconv`` network becomes the resize-conv kernel
+    closest to its effective (spectrally normalised) weight (``layers.resize_kernel_from_deconv``); what
+    the fit drops is the checkerboard part, plus whatever scale spectral norm then restores, so the copy
+    needs fine-tuning. Returned in ``net``'s train/eval mode, on CPU.
+    """
+    if net.cfg.upsample == kind:
+        raise ValueError(f"the network already upsamples with {kind!r}")
+    if (net.cfg.upsample, kind) != ("deconv", "resize"):
+        raise ValueError(f"only deconv → resize is supported, not {net.cfg.upsample} → {kind}")
+    was_training = net.training
+    net.eval()  # effective weights from the stored u/v: what the network computes at inference
+    out = DualPathInpainter(dataclasses.replace(net.cfg, upsample=kind))
+    source = net.state_dict()
+    target = out.state_dict()
+    for key, value in target.items():
+        if key in source and source[key].shape == value.shape:
+            value.copy_(source[key])
+    for name, module in out.named_modules():
+        if isinstance(module, nn.Upsample):  # Sequential(Upsample, conv) at name[:-2]
+            layer_path = name.rpartition(".")[0]
+            conv = out.get_submodule(layer_path)[1]
+            deconv = net.get_submodule(layer_path)
+            kernel = resize_kernel_from_deconv(deconv.weight)
+            if parametrize.is_parametrized(conv, "weight"):
+                conv.parametrizations.weight.original.copy_(kernel)
+                _converge_spectral_norm(conv)
+            else:
+                conv.weight.copy_(kernel)
+            conv.bias.copy_(deconv.bias)
+    net.train(was_training)
+    return out.train(was_training)
+
+
+def _converge_spectral_norm(conv: nn.Module, iters: int = 50) -> None:
+    """Run power iterations on a spectral-norm layer's u/v buffers, so that σ matches its new weight."""
+    param = conv.parametrizations.weight[0]
+    weight = conv.parametrizations.weight.original
+    matrix = param._reshape_weight_to_matrix(weight)
+    for _ in range(iters):
+        param._power_method(matrix, 1)

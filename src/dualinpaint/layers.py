@@ -31,18 +31,26 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 
 
 def pre_activation_pair(
-    cin: int, hidden: int, second: Callable[[], nn.Module], norm: str, leak: float, use_sn: bool
+    cin: int,
+    hidden: int,
+    second: Callable[[], nn.Module],
+    norm: str,
+    leak: float,
+    use_sn: bool,
+    *,
+    sn_second: bool = True,
 ) -> nn.Sequential:
     """norm → act → conv3×3 s1 p1 (cin→hidden) → norm → act → ``second()`` (hidden→cout), all convs under
     spectral norm when ``use_sn``: the main path of ``ResBlock`` and ``ResBlockDecoder``. ``second`` is a
-    factory so that layers are built (and randomly initialised) in order."""
+    factory so that layers are built (and randomly initialised) in order; ``sn_second=False`` when the
+    factory applies spectral norm itself."""
     return nn.Sequential(
         make_norm(norm, cin),
         nn.LeakyReLU(leak),
         sn(nn.Conv2d(cin, hidden, 3, 1, 1), use_sn),
         make_norm(norm, hidden),
         nn.LeakyReLU(leak),
-        sn(second(), use_sn),
+        sn(second(), use_sn and sn_second),
     )
 
 
@@ -103,11 +111,59 @@ class ResBlockStart(nn.Module):
         return self.main(x) + self.shortcut(x)
 
 
+def upsample2x(cin: int, cout: int, kind: str = "deconv", *, use_sn: bool = True) -> nn.Module:
+    """×2 upsampling layer, N×cin×H×W → N×cout×2H×2W, under spectral norm when ``use_sn``.
+
+    ``deconv``: ConvTranspose2d 3×3 s2 p1 op1 (the paper). Its even and odd output pixels see 1 and 2
+    kernel taps per axis, so unless the kernel balances them it prints a period-2 (checkerboard) pattern.
+    ``resize``: nearest-neighbour ×2 then conv3×3 s1 p1 (Odena et al., 2016): every output pixel sees
+    the same kernel over a 2×2-replicated input, so a constant input gives a constant output.
+    """
+    if kind == "deconv":
+        return sn(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), use_sn)
+    if kind == "resize":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), sn(nn.Conv2d(cin, cout, 3, 1, 1), use_sn)
+        )
+    raise ValueError(f"unknown upsample {kind!r}; valid: deconv, resize")
+
+
+def _upsample_response(kind: str) -> torch.Tensor:
+    """The linear map from a 3×3 kernel (9 taps) to the impulse response of one ×2 layer: 36×9.
+
+    The response of a single input pixel on a 3×3 grid covers every output phase the kernel can reach,
+    and both layers are equivariant to shifts by one input pixel (two output pixels), so two layers with
+    equal impulse responses are the same operator."""
+    layer = upsample2x(1, 1, kind, use_sn=False)
+    conv = layer if kind == "deconv" else layer[1]
+    impulse = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    impulse[0, 0, 1, 1] = 1
+    columns = []
+    with torch.no_grad():
+        for tap in range(9):
+            weight = torch.zeros(9, dtype=torch.float64)
+            weight[tap] = 1
+            conv.weight = nn.Parameter(weight.view(1, 1, 3, 3))
+            conv.bias = None
+            columns.append(layer.double()(impulse).flatten())
+    return torch.stack(columns, 1)
+
+
+def resize_kernel_from_deconv(weight: torch.Tensor) -> torch.Tensor:
+    """The resize-conv kernel (cout×cin×3×3) closest to a deconv kernel (cin×cout×3×3, as ConvTranspose2d
+    stores it): least squares over the impulse response, per channel pair. Exact when the deconv is itself
+    a resize-conv; otherwise the best phase-balanced approximation (it drops the checkerboard part)."""
+    fit = torch.linalg.lstsq(_upsample_response("resize"), _upsample_response("deconv")).solution  # 9×9
+    taps = weight.detach().double().transpose(0, 1).reshape(-1, 9)  # (cout·cin)×9, deconv taps
+    return (taps @ fit.T).reshape(weight.shape[1], weight.shape[0], 3, 3).to(weight.dtype)
+
+
 class ResBlockDecoder(nn.Module):
     """Residual decoding block of the paper: exactly doubles the resolution.
 
-    main: norm → act → conv3×3 s1 p1 (cin→hidden) → norm → act → deconv3×3 s2 p1 op1 (hidden→cout);
-    shortcut: deconv3×3 s2 p1 op1 (cin→cout). N×cin×H×W → N×cout×2H×2W.
+    main: norm → act → conv3×3 s1 p1 (cin→hidden) → norm → act → up×2 (hidden→cout);
+    shortcut: up×2 (cin→cout). ``upsample2x`` gives up×2: deconv3×3 s2 p1 op1 (the paper) or resize-conv.
+    N×cin×H×W → N×cout×2H×2W.
     """
 
     def __init__(
@@ -119,12 +175,14 @@ class ResBlockDecoder(nn.Module):
         norm: str = "instance",
         leak: float = 0.1,
         use_sn: bool = True,
+        upsample: str = "deconv",
     ) -> None:
         super().__init__()
         hidden = hidden or cout
-        up = partial(nn.ConvTranspose2d, hidden, cout, 3, 2, 1, output_padding=1)
-        self.main = pre_activation_pair(cin, hidden, up, norm, leak, use_sn)
-        self.shortcut = sn(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), use_sn)
+        # the factory wraps the layer in SN itself: pre_activation_pair's own sn() is told not to
+        up = partial(upsample2x, hidden, cout, upsample, use_sn=use_sn)
+        self.main = pre_activation_pair(cin, hidden, up, norm, leak, use_sn, sn_second=False)
+        self.shortcut = upsample2x(cin, cout, upsample, use_sn=use_sn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x) + self.shortcut(x)
