@@ -15,12 +15,15 @@ pytest.importorskip("onnx")
 from dualinpaint.export import OnnxFill, export_onnx  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny+harmonic", "tiny+biharmonic"])
+@pytest.fixture(scope="module", params=["tiny", "tiny+harmonic", "tiny+biharmonic", "tiny-resize"])
 def net(request: pytest.FixtureRequest) -> DualPathInpainter:
-    """The tiny network, plain and with the shipped preset's mask input, decoder skips and a prefill."""
+    """The tiny network, plain, with resize-conv decoders, and with the shipped preset's mask input,
+    decoder skips and a prefill."""
     torch.manual_seed(0)
     cfg = load_config("tiny")
-    if request.param != "tiny":
+    if request.param == "tiny-resize":
+        cfg = cfg.with_overrides(["model.upsample=resize"])
+    elif request.param != "tiny":
         cfg = cfg.with_overrides(
             [
                 "model.mask_input=true",
