@@ -140,3 +140,22 @@ def test_feature_matching_sums_layer_means_and_detaches_real() -> None:
     torch.testing.assert_close(loss, torch.tensor(1.5))
     loss.backward()
     assert real[0].grad is None and fake[0].grad is not None
+
+
+def test_per_sample_hole_weight_counts_every_hole_equally_and_keeps_the_total() -> None:
+    hole = torch.zeros(3, 1, 8, 8)
+    hole[0, :, :, :1] = 1  # a thin stroke: 8 pixels
+    hole[1, :, :4] = 1  # a large hole: 32 pixels
+    weight = losses.per_sample_hole_weight(hole)  # sample 2 has no hole
+    assert torch.equal(weight[2], torch.zeros(1, 8, 8)) and torch.equal(weight > 0, hole > 0)
+    assert torch.allclose(weight.sum(), hole.sum())  # the loss weight keeps its meaning
+    per_sample = weight.sum(dim=(1, 2, 3))
+    assert torch.allclose(per_sample[0], per_sample[1])  # equal shares, against 8 : 32 by area
+    # in a loss: a unit error inside the thin stroke now costs as much as inside the large hole
+    target, pred = torch.zeros(3, 3, 8, 8), torch.zeros(3, 3, 8, 8)
+    thin, large = pred.clone(), pred.clone()
+    thin[0] += 1
+    large[1] += 1
+    by_area = [losses.multiscale_l1([p], target, weight=hole).item() for p in (thin, large)]
+    equal = [losses.multiscale_l1([p], target, weight=weight).item() for p in (thin, large)]
+    assert by_area[1] == 4 * by_area[0] and equal[0] == pytest.approx(equal[1])

@@ -58,7 +58,8 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
     cfg = tiny_cfg
     if preset.startswith("photo"):  # the shipped preset's structure: mask input, decoder skips, hinge
         extra = TEXTURE_TERMS if preset == "photo-texture" else []  # + texture and feature matching
-        extra = ["model.upsample=resize"] if preset == "photo-resize" else extra  # resize-conv decoders
+        if preset == "photo-resize":  # resize-conv decoders, every sample's hole weighted equally
+            extra = ["model.upsample=resize", "loss.hole_weighting=per_sample"]
         cfg = load_config("photo").with_overrides([*PHOTO_SMALL, *extra])
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(

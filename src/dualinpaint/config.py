@@ -20,6 +20,7 @@ import yaml
 GAN_MODES = ("wgangp", "lsgan", "hinge", "vanilla")
 FAMILIES = ("dualpath", "ce", "gl", "gntipt", "gmcnn")
 REC_NORMS = ("l1", "l2")
+HOLE_WEIGHTINGS = ("area", "per_sample")
 DISC_TYPES = ("patch", "resdis")
 SKIP_TYPES = ("conv1x1", "identity")
 FUSIONS = ("add", "concat")
@@ -157,6 +158,9 @@ class LossConfig:
     rec_norm: str = "l1"  # reconstruction norm of the ce / gl families (both papers use l2)
     hole_norm: str = "l1"  # norm of the generation path's hole term (lambda_hole_g): l1 aims at the
     # median, which for texture is near flat; l2 at the mean
+    hole_weighting: str = "area"  # how samples share that term: area = by hole size (a mean over all
+    # pixels, so a thin stroke weighs little); per_sample = each sample's hole counts equally (the batch
+    # total unchanged: losses.per_sample_hole_weight)
     lambda_texture: float = 0.0  # Gram-matrix texture loss of the generation path inside the hole, on a
     # fixed random-weight conv net's features (layers.RandomFeatures; no pretrained network offline)
     lambda_fm: float = 0.0  # feature matching on D2's hidden layers (pix2pixHD); patch critics only
@@ -170,6 +174,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         s = "loss"
         _check_choice(s, "hole_norm", self.hole_norm, REC_NORMS)
+        _check_choice(s, "hole_weighting", self.hole_weighting, HOLE_WEIGHTINGS)
         _check_choice(s, "gan_mode", self.gan_mode, GAN_MODES)
         _check_choice(s, "rec_adv", self.rec_adv, REC_ADV)
         _check_choice(s, "kl_rec_direction", self.kl_rec_direction, KL_DIRECTIONS)

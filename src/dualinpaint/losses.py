@@ -96,6 +96,21 @@ def multiscale_l1(
     return total
 
 
+def per_sample_hole_weight(hole: torch.Tensor) -> torch.Tensor:
+    """Weights N×1×H×W that make every sample's hole count equally in a mean over all pixels.
+
+    ``hole`` (N×1×H×W, 1 = hole) scaled per sample by (the mean hole fraction of the samples that have a
+    hole / the sample's own): a mean of ``diff · weight`` then weighs a thin stroke's pixels as much in
+    total as a large hole's, and the weights sum to the same total as ``hole`` (so a loss weight keeps
+    its meaning). A sample without hole pixels keeps weight 0.
+    """
+    area = hole.mean(dim=(1, 2, 3), keepdim=True)
+    has_hole = area > 0
+    mean_area = area.sum() / has_hole.sum().clamp_min(1)
+    scale = torch.where(has_hole, mean_area / area.clamp_min(1e-12), torch.zeros_like(area))
+    return hole * scale
+
+
 def kl_normal(
     mu_a: torch.Tensor, sigma_a: torch.Tensor, mu_b: torch.Tensor, sigma_b: torch.Tensor
 ) -> torch.Tensor:

@@ -61,6 +61,7 @@ from .losses import (
     gradient_penalty,
     kl_normal,
     multiscale_l1,
+    per_sample_hole_weight,
     texture_loss,
 )
 from .masks import MaskSampler
@@ -358,8 +359,11 @@ class Trainer:
         app_rec = multiscale_l1(out.rec, image)
         app_g = multiscale_l1(out.gen, image, weight=1 - hole)
         zero_loss = app_g.new_zeros(())
+        hole_w = per_sample_hole_weight(hole) if L.hole_weighting == "per_sample" else hole
         hole_g = (
-            multiscale_l1(out.gen, image, weight=hole, norm=L.hole_norm) if L.lambda_hole_g > 0 else zero_loss
+            multiscale_l1(out.gen, image, weight=hole_w, norm=L.hole_norm)
+            if L.lambda_hole_g > 0
+            else zero_loss
         )
         fill = composite(out.gen[-1], image, hole)
         texture = fm = zero_loss
