@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
@@ -28,8 +29,12 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="packaged name, run folder or .safetensors")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     args = parser.parse_args()
-    net, cfg, meta = load_model(args.model)
-    resized = convert_upsample(net).eval()
+    try:
+        net, cfg, meta = load_model(args.model)
+        resized = convert_upsample(net).eval()
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
+        print(f"convert_upsample: error: {err}", file=sys.stderr)
+        return 2
     cfg = dataclasses.replace(cfg, model=resized.cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     path = save_weights(args.out, resized, cfg, int(meta.get("step", 0)))
