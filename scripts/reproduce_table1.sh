@@ -11,9 +11,9 @@
 #              split (photos held out whole) instead of drawing 5000 images 8:2.
 # OUT          working folder: OUT/split, OUT/runs/{paper,ce,gl,gntipt,gmcnn}, OUT/masks, OUT/report
 # --small      every row on 128² crops with halved widths, SAMPLES = 10000 training samples per model and a
-#              128² mask protocol (the centre hole is 64²): about 2.5 CPU-hours for the five rows (one
-#              thread each: 0.28 s per sample for the paper's model, 0.06 CE, 0.22 GL, 0.14 GntIpt,
-#              0.22 GMCNN, measured on a 2-core AMD EPYC)
+#              128² mask protocol (the centre hole is 64²): 2.75 CPU-hours for the five rows (one
+#              thread each, two at a time on a 2-core AMD EPYC: 0.32 s per sample for the paper's
+#              model, 0.07 CE, 0.22 GL, 0.15 GntIpt, 0.22 GMCNN; the run in README.md)
 # --dry-run    print the commands instead of running them
 #
 # Budget: every critic round draws a fresh batch, so a model samples batch_size × n_critic images per
