@@ -34,6 +34,7 @@ def columns(net, image: torch.Tensor, hole: torch.Tensor, samples: int) -> list[
         cols.append(("network", net.complete(image, hole).clamp(-1, 1)))
         if samples > 0:
             drawn = net.complete(image, hole, samples=samples, generator=torch.Generator().manual_seed(0))
+            drawn = drawn.reshape(samples, *image.shape)  # complete() drops the K axis when K = 1
             cols += [(f"sample {i + 1}", s.clamp(-1, 1)) for i, s in enumerate(drawn)]
     return cols
 
