@@ -637,9 +637,8 @@ def convert_upsample(net: DualPathInpainter, kind: str = "resize") -> DualPathIn
 
 
 def _converge_spectral_norm(conv: nn.Module, iters: int = 50) -> None:
-    """Run power iterations on a spectral-norm layer's u/v buffers, so that σ matches its new weight."""
-    param = conv.parametrizations.weight[0]
-    weight = conv.parametrizations.weight.original
-    matrix = param._reshape_weight_to_matrix(weight)
+    """Run power iterations on a spectral-norm layer's u/v buffers, so that σ matches its new weight:
+    each read of ``conv.weight`` in training mode runs one (the caller resets the mode)."""
+    conv.train()
     for _ in range(iters):
-        param._power_method(matrix, 1)
+        conv.weight  # noqa: B018 (the read updates u and v)

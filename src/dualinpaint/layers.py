@@ -8,7 +8,7 @@ u/v vectors are buffers, so they are saved with the weights but are not trainabl
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -149,11 +149,17 @@ def _upsample_response(kind: str) -> torch.Tensor:
     return torch.stack(columns, 1)
 
 
+@lru_cache(maxsize=1)
+def _resize_fit() -> torch.Tensor:
+    """9×9 least-squares map from a deconv kernel's taps to the closest resize-conv kernel's (float64)."""
+    return torch.linalg.lstsq(_upsample_response("resize"), _upsample_response("deconv")).solution
+
+
 def resize_kernel_from_deconv(weight: torch.Tensor) -> torch.Tensor:
     """The resize-conv kernel (cout×cin×3×3) closest to a deconv kernel (cin×cout×3×3, as ConvTranspose2d
     stores it): least squares over the impulse response, per channel pair. Exact when the deconv is itself
     a resize-conv; otherwise the best phase-balanced approximation (it drops the checkerboard part)."""
-    fit = torch.linalg.lstsq(_upsample_response("resize"), _upsample_response("deconv")).solution  # 9×9
+    fit = _resize_fit()
     taps = weight.detach().double().transpose(0, 1).reshape(-1, 9)  # (cout·cin)×9, deconv taps
     return (taps @ fit.T).reshape(weight.shape[1], weight.shape[0], 3, 3).to(weight.dtype)
 
