@@ -159,3 +159,30 @@ def test_per_sample_hole_weight_counts_every_hole_equally_and_keeps_the_total() 
     by_area = [losses.multiscale_l1([p], target, weight=hole).item() for p in (thin, large)]
     equal = [losses.multiscale_l1([p], target, weight=weight).item() for p in (thin, large)]
     assert by_area[1] == 4 * by_area[0] and equal[0] == pytest.approx(equal[1])
+
+
+def test_hole_log_mse_is_minus_the_evaluators_hole_psnr_and_weighs_samples_in_db() -> None:
+    from dualinpaint.metrics import psnr
+
+    torch.manual_seed(0)
+    target = torch.rand(3, 3, 16, 16) * 2 - 1
+    hole = torch.zeros(3, 1, 16, 16)
+    hole[0, :, :, 3:5] = 1  # a thin stroke
+    hole[1, :, 4:12, 4:12] = 1  # a square; sample 2 has no hole and is left out
+    pred = (target + 0.02 * torch.randn_like(target)).clamp(-1, 1)
+    pred[1] = (target[1] + 0.2 * torch.randn_like(target[1])).clamp(-1, 1)
+    pred.requires_grad_(True)
+    loss = losses.hole_log_mse(pred, target, hole, floor=0.0)
+    hole_psnr = psnr(pred.detach()[:2], target[:2], hole[:2])  # the metric, on the samples with holes
+    torch.testing.assert_close(
+        loss.double(), 10 * torch.log10(torch.tensor(4.0).double()) - hole_psnr.mean(), rtol=0, atol=1e-4
+    )
+    loss.backward()
+    assert pred.grad[2].abs().max() == 0 and pred.grad[:, :, hole[0, 0] == 0][0].abs().max() == 0
+    # halving a sample's error gains the same 6 dB whatever its size: the gradient per unit of error
+    # is larger where the error is small (the thin stroke), unlike an L1 or L2 mean over the batch
+    g_thin = pred.grad[0][hole[0].expand(3, -1, -1) > 0].abs().mean()
+    g_large = pred.grad[1][hole[1].expand(3, -1, -1) > 0].abs().mean()
+    assert g_thin > 10 * g_large
+    empty = losses.hole_log_mse(pred, target, torch.zeros_like(hole))
+    assert empty.item() == 0.0

@@ -59,7 +59,7 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
     if preset.startswith("photo"):  # the shipped preset's structure: mask input, decoder skips, hinge
         extra = TEXTURE_TERMS if preset == "photo-texture" else []  # + texture and feature matching
         if preset == "photo-resize":  # resize-conv decoders, every sample's hole weighted equally
-            extra = ["model.upsample=resize", "loss.hole_weighting=per_sample"]
+            extra = ["model.upsample=resize", "loss.hole_weighting=per_sample", "loss.lambda_psnr=0.2"]
         cfg = load_config("photo").with_overrides([*PHOTO_SMALL, *extra])
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(
@@ -97,6 +97,23 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
             if cfg.model.disc_attention and "attention.query" in name:
                 continue  # multiplied by γ, which only moves after D's first update
             assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {tag}.{name}"
+
+
+def test_psnr_term_is_the_generation_paths_hole_log_mse_in_the_objective(photo_dir: Path) -> None:
+    from dualinpaint.losses import hole_log_mse
+
+    for weight in (0.0, 0.3):
+        cfg = load_config("photo").with_overrides([*PHOTO_SMALL, f"loss.lambda_psnr={weight}"])
+        trainer = Trainer(cfg)
+        batch, pos = stream_for(cfg, photo_dir).next()
+        image, hole = trainer._prepare(batch)
+        out = trainer.forward(image, hole, pos, 0)
+        terms = trainer.g_terms(image, hole, out)
+        expect = hole_log_mse(out.gen[-1], image, hole) if weight else torch.zeros(())
+        torch.testing.assert_close(terms["psnr_g"], expect)
+        without = dict(terms, psnr_g=torch.zeros(()))
+        n = len(out.gen)
+        torch.testing.assert_close(trainer.g_total(terms, n) - trainer.g_total(without, n), weight * expect)
 
 
 @pytest.mark.slow

@@ -161,6 +161,8 @@ class LossConfig:
     hole_weighting: str = "area"  # how samples share that term: area = by hole size (a mean over all
     # pixels, so a thin stroke weighs little); per_sample = each sample's hole counts equally (the batch
     # total unchanged: losses.per_sample_hole_weight)
+    lambda_psnr: float = 0.0  # per-sample hole log-MSE of the generation path's final image (minus its
+    # hole PSNR, losses.hole_log_mse): every sample counts in dB, as in the evaluator's per-image mean
     lambda_texture: float = 0.0  # Gram-matrix texture loss of the generation path inside the hole, on a
     # fixed random-weight conv net's features (layers.RandomFeatures; no pretrained network offline)
     lambda_fm: float = 0.0  # feature matching on D2's hidden layers (pix2pixHD); patch critics only
@@ -190,6 +192,7 @@ class LossConfig:
             "lambda_g",
             "lambda_rec_adv",
             "lambda_hole_g",
+            "lambda_psnr",
             "lambda_texture",
             "lambda_fm",
             "lambda_mrf",

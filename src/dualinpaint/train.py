@@ -59,6 +59,7 @@ from .losses import (
     feature_matching,
     generator_adv_loss,
     gradient_penalty,
+    hole_log_mse,
     kl_normal,
     multiscale_l1,
     per_sample_hole_weight,
@@ -365,6 +366,7 @@ class Trainer:
             if L.lambda_hole_g > 0
             else zero_loss
         )
+        psnr_g = hole_log_mse(out.gen[-1], image, hole) if L.lambda_psnr > 0 else zero_loss
         fill = composite(out.gen[-1], image, hole)
         texture = fm = zero_loss
         if self.texture_net is not None:
@@ -386,6 +388,7 @@ class Trainer:
             "app_rec": app_rec,
             "app_g": app_g,
             "hole_g": hole_g,
+            "psnr_g": psnr_g,
             "ad_g": ad_g,
             "ad_rec": ad_rec,
             "texture": texture,
@@ -410,6 +413,7 @@ class Trainer:
             kl_w * (t["kl_rec"] + t["kl_g"])
             + L.lambda_rec * (t["app_rec"] + t["app_g"])
             + L.lambda_hole_g * t["hole_g"]
+            + L.lambda_psnr * t["psnr_g"]
             + L.lambda_g * t["ad_g"]
             + L.lambda_rec_adv * t["ad_rec"]
             + L.lambda_texture * t["texture"]
