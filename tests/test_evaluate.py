@@ -13,7 +13,7 @@ import torch
 
 from dualinpaint import baselines as baselines_module
 from dualinpaint import evaluate as ev
-from dualinpaint.checkpoint import save_weights
+from dualinpaint.checkpoint import load_model, save_weights
 from dualinpaint.config import load_config
 from dualinpaint.data import ImageDataset
 from dualinpaint.generator import DualPathInpainter
@@ -443,3 +443,30 @@ def test_published_numbers_sit_beside_ours_and_a_bad_file_changes_nothing(setup,
         with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
             ev.evaluate(root / "photos", root / "masks", run, published=table, **setup["kwargs"])
     assert (run / ev.REPORT_MD).read_bytes() == before
+
+
+def test_adapt_rows_are_the_adapted_fill_with_their_own_contribution(prefill_run, tmp_path):
+    from dualinpaint.adapt import adapt
+
+    root = prefill_run["root"]
+    results = ev.evaluate(
+        root / "photos", root / "masks", tmp_path / "adapt", models=[root / "tinyfill"], size=SIZE,
+        limit=1, adapt=2, progress=False,
+    )  # fmt: skip
+    labels = [m["label"] for m in results["methods"]]
+    assert labels == ["tinyfill", "tinyfill adapted-2", "tinyfill own fill"]
+    pairs = {(c["model"], c["own_fill"]) for c in results["contributions"]}
+    assert pairs == {("tinyfill", "tinyfill own fill"), ("tinyfill adapted-2", "tinyfill own fill")}
+    net = load_model(root / "tinyfill")[0]
+    dataset = ImageDataset(root / "photos", SIZE, train=False)
+    row = next(r for r in results["rows"] if r["method"] == "tinyfill adapted-2" and r["bucket"] == "center")
+    image = dataset[0]["image"][None]
+    mask = load_mask_set(root / "masks" / "center")[0][row["mask_index"]][None]
+    masked = image * (1 - mask)
+    seed = ev._sample_seed(0, row["image_sha256"], row["mask_sha256"])
+    with torch.inference_mode():
+        expected = ev.score(adapt(net, masked, mask, steps=2, seed=seed).complete(masked, mask), image, mask)
+    assert {k: row[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
+    with pytest.raises(ValueError, match="adapt must be an int"):
+        ev.evaluate(root / "photos", root / "masks", tmp_path / "bad", models=[root / "tinyfill"], adapt=-1)
+    assert not (tmp_path / "bad").exists()

@@ -208,3 +208,28 @@ def test_demo_without_packaged_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="--model"):
         run_demo(tmp_path / "demo")
+
+
+def test_adapt_fills_with_a_tuned_copy_and_bad_values_are_one_line_errors(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dualinpaint.cli import main
+
+    src, mask = write_photo(tmp_path / "in.png"), write_mask(tmp_path / "m.png")
+    plain, tuned = tmp_path / "plain.png", tmp_path / "tuned.png"
+    model = ("--model", str(model_dir), "--precision", "fp32")
+    assert fill_cli(str(src), "--mask", str(mask), "-o", str(plain), *model) == 0
+    assert fill_cli(str(src), "--mask", str(mask), "-o", str(tuned), *model, "--adapt", "3") == 0
+    assert outside_identical(src, tuned, mask)
+    a, b = (np.asarray(Image.open(p)) for p in (plain, tuned))
+    assert not np.array_equal(a, b)  # the tuned copy filled it
+    again = tmp_path / "again.png"
+    assert fill_cli(str(src), "--mask", str(mask), "-o", str(again), *model, "--adapt", "3") == 0
+    assert np.array_equal(np.asarray(Image.open(again)), b)  # seeded: reproducible
+    capsys.readouterr()
+    bad = tmp_path / "bad.png"
+    assert main(["fill", str(src), "--mask", str(mask), "-o", str(bad), *model, "--adapt", "-2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "adapt steps must be an int >= 0" in err and "\n" not in err and not bad.exists()
+    with pytest.raises(ValueError, match="runtime='torch'"):
+        Inpainter.from_pretrained(model_dir, runtime="onnx", adapt_steps=2)

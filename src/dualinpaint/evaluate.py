@@ -425,7 +425,7 @@ def _model_label(source: PathLike, weights: Path) -> str:
     return weights.stem if weights.stem != "model" else weights.resolve().parent.name
 
 
-def _model_methods(source: PathLike, best_of: int) -> list[Method]:
+def _model_methods(source: PathLike, best_of: int, adapt_steps: int = 0) -> list[Method]:
     import torch
 
     from .baseline_models import display_name
@@ -475,6 +475,28 @@ def _model_methods(source: PathLike, best_of: int) -> list[Method]:
         }
         fill = Method(f"{label} own fill", f"model:{weights_sha}:prefill", "model fill", own_fill, fill_info)
         methods[0].own_fill = fill
+    if adapt_steps > 0 and cfg.model.family == "dualpath":
+        from .adapt import DEFAULT_BATCH, DEFAULT_LR, L1_WEIGHT, adapt
+
+        def adapted(
+            image: torch.Tensor, mask: torch.Tensor, seed: int, target: torch.Tensor
+        ) -> tuple[torch.Tensor, dict]:
+            del target
+            tuned = adapt(net, image, mask, steps=adapt_steps, seed=seed)
+            with torch.inference_mode():
+                return tuned.complete(image, mask), {}
+
+        tag = f"adapt-{adapt_steps}-lr{DEFAULT_LR:g}-b{DEFAULT_BATCH}-l1{L1_WEIGHT:g}"
+        methods.append(
+            Method(
+                f"{label} adapted-{adapt_steps}",
+                f"model:{weights_sha}:{tag}",
+                "model",
+                adapted,
+                {**info, "adapt_steps": adapt_steps, "adapt_lr": DEFAULT_LR, "adapt_batch": DEFAULT_BATCH},
+                own_fill=methods[0].own_fill,
+            )
+        )
     if best_of > 0:
         k = int(best_of)
 
@@ -1018,6 +1040,7 @@ def evaluate(
     threads: int | None = None,
     command: Sequence[str] | None = None,
     published: PathLike | None = None,
+    adapt: int = 0,
 ) -> dict:
     """Evaluate ``models`` and ``baselines`` on the images ``data`` with the mask protocol ``masks``.
 
@@ -1040,6 +1063,8 @@ def evaluate(
         command: the command line to record (default ``sys.argv``).
         published: a CSV of published numbers (:func:`read_published`) printed in the report beside
             ours, labelled as not re-run; read before anything runs, so a bad file changes nothing.
+        adapt: > 0 adds a row ``"<label> adapted-N"`` per dual-path model: the deterministic fill after N
+            steps of per-photo adaptation (:func:`dualinpaint.adapt.adapt`, seeded per image from ``seed``).
 
     Returns the content of ``results.json``: ``{protocol, software, command, args, methods, aggregates,
     rows, paths}``. Rows are ordered by bucket, method, image.
@@ -1067,6 +1092,7 @@ def evaluate(
             threads=threads,
             command=command,
             published=read_published(published) if published is not None else None,
+            adapt=adapt,
         )
     finally:
         torch.set_num_threads(previous)
@@ -1088,6 +1114,7 @@ def _evaluate(
     threads: int | None,
     command: Sequence[str] | None,
     published: dict | None,
+    adapt: int = 0,
 ) -> dict:
     from tqdm import tqdm
 
@@ -1106,6 +1133,10 @@ def _evaluate(
         raise ValueError("nothing to evaluate: give at least one model or baseline")
     if best_of and not models:
         raise ValueError("best_of needs at least one model (baselines have a single output)")
+    if isinstance(adapt, bool) or not isinstance(adapt, int) or adapt < 0:
+        raise ValueError(f"adapt must be an int >= 0, got {adapt!r}")
+    if adapt and not models:
+        raise ValueError("adapt needs at least one model (baselines are not trained)")
 
     buckets, masks_info = load_protocol(masks)
     for b in buckets:
@@ -1118,7 +1149,7 @@ def _evaluate(
     base_methods = [_baseline_method(name) for name in baseline_names]
     methods: list[Method] = []
     for source in models:
-        methods += _model_methods(source, best_of)
+        methods += _model_methods(source, best_of, adapt)
     methods += base_methods
     _unique_labels(methods)
     dataset = _load_data(data, size, limit)
@@ -1267,6 +1298,7 @@ def _evaluate(
             "baselines": baseline_names,
             "size": size,
             "best_of": best_of,
+            "adapt": adapt,
             "seed": seed,
             "limit": limit,
             "save_outputs": save_outputs,
@@ -1341,7 +1373,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="also report each model's best of K samples vs the ground truth (oracle; separate rows)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the best-of-K sampling")
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also report each model after STEPS steps of per-photo adaptation (separate rows)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the best-of-K sampling and adaptation")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     parser.add_argument(
         "--save-outputs",
@@ -1379,6 +1418,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             threads=args.threads,
             command=["dualinpaint", *sys.argv[1:]],
             published=args.published,
+            adapt=args.adapt,
         )
     except ImportError as err:
         print(f"dualinpaint: error: {err}", file=sys.stderr)

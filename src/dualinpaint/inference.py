@@ -74,6 +74,9 @@ class Inpainter:
     with PIL/numpy; each window's tensors go to the device and its fills come back; bf16 autocast runs
     on the device's type, and ``precision="auto"`` asks that device (``fastpath.bf16_supported``).
     ``runtime="onnx"`` runs on the CPU only.
+    ``adapt_steps`` > 0: before each window is filled, a copy of the network is fine-tuned for that many
+    steps on the window's own known pixels (``adapt.adapt``, learning rate ``adapt_lr``; seeded, so
+    reproducible) and fills that window; seconds per window on a CPU. Needs ``runtime="torch"``.
     ``self.net`` is the network that runs (the fast copy, on ``self.device``); the ``net`` passed in is
     not modified.
     """
@@ -92,7 +95,10 @@ class Inpainter:
         compile: bool = False,
         runtime: str = "torch",
         device: str | torch.device | None = None,
+        adapt_steps: int = 0,
+        adapt_lr: float | None = None,
     ) -> None:
+        from .adapt import DEFAULT_BATCH, DEFAULT_LR, check_adapt_options
         from .fastpath import prepare_for_inference, resolve_precision, set_threads
 
         if runtime not in RUNTIMES:
@@ -105,6 +111,11 @@ class Inpainter:
             raise ValueError(
                 f"runtime='onnx' runs on the CPU; device={str(self.device)!r} needs runtime='torch'"
             )
+        self.adapt_lr = DEFAULT_LR if adapt_lr is None else adapt_lr
+        check_adapt_options(adapt_steps, self.adapt_lr, DEFAULT_BATCH)
+        if adapt_steps and runtime != "torch":
+            raise ValueError("adapt_steps > 0 fine-tunes the network in PyTorch: it needs runtime='torch'")
+        self.adapt_steps = adapt_steps
         self.cfg = cfg
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
@@ -288,7 +299,12 @@ class Inpainter:
         if generator is not None:
             latent = self.net.latent_shape(image_t.shape[-2], image_t.shape[-1])
             noise = torch.randn((samples, 1, *latent), generator=generator).to(device)
-        filled = self.run_net(image_t, hole_t, noise)
+        net = self.net
+        if self.adapt_steps:
+            from .adapt import adapt
+
+            net = adapt(self.net, image_t, hole_t, steps=self.adapt_steps, lr=self.adapt_lr)
+        filled = self.run_net(image_t, hole_t, noise, net=net)
         for one in filled[:, 0, :, :th, :tw]:
             arr = one.float().cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
             arr = arr.permute(1, 2, 0).numpy()
@@ -299,13 +315,18 @@ class Inpainter:
     # ------------------------------------------------------------------------------------ execution
 
     def run_net(
-        self, image: torch.Tensor, hole: torch.Tensor, noise: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        hole: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        net: DualPathInpainter | None = None,
     ) -> torch.Tensor:
         """The network on one padded batch: image N×3×H×W in [-1, 1], hole N×1×H×W (1 = hole).
 
         ``noise`` None: the deterministic fill, returned as 1×N×3×H×W; ``noise`` S×N×Z×h×w: S sampled
         fills, S×N×3×H×W. Composites (pixels outside the hole are the input's), float32, on the runtime
         and precision this Inpainter was built with (on the device of ``image``; autocast on its type).
+        ``net``: another network to run instead of ``self.net`` (a per-window adapted copy; not compiled).
         """
         import torch
 
@@ -318,7 +339,10 @@ class Inpainter:
             return torch.stack([session.run(image, hole, eps, base) for eps in noise])
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        complete = self._compiled_complete() if self.compile else self.net.complete
+        if net is not None and net is not self.net:
+            complete = net.complete
+        else:
+            complete = self._compiled_complete() if self.compile else self.net.complete
         bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(image.device.type, torch.bfloat16, enabled=bf16):
             out = complete(image, hole) if noise is None else complete(image, hole, noise=noise)
@@ -671,8 +695,8 @@ def run_fill(
     Writing onto an input or mask is refused unless ``overwrite``. Bad files in a folder are listed on
     stderr (one line each) and the rest are still filled. ``model``: an ``Inpainter`` or a model source
     (then ``margin``, ``working_size`` and ``speed`` — ``runtime``, ``precision``, ``compile``,
-    ``threads``, ``device``, see ``Inpainter`` — configure the loaded one). Warnings are printed one line
-    each.
+    ``threads``, ``device``, ``adapt_steps``, see ``Inpainter`` — configure the loaded one). Warnings are
+    printed one line each.
     """
     from .images import list_images
 
@@ -933,6 +957,14 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="largest side the network runs at (default 2 × training size)",
     )
+    p.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="fine-tune the network on the photo's own known pixels for STEPS steps before filling each "
+        "hole (per-photo adaptation; about 30 steps, seconds per hole on a CPU; default 0 = off)",
+    )
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_speed_arguments(p)
@@ -990,6 +1022,7 @@ def fill_command(args: argparse.Namespace) -> int:
         compile=args.compile,
         threads=args.threads,
         device=getattr(args, "device", "cpu"),
+        adapt_steps=args.adapt,
     )
 
 
