@@ -452,3 +452,11 @@ def test_reproduce_script_keeps_a_corpus_split_and_passes_published_numbers(tmp_
         f"{corpus.resolve()}/images/b.jpg",
     ]
     assert (split / "val.flist").read_text() == f"{corpus.resolve()}/images/c.jpg\n"
+
+
+def test_adaptation_is_refused_for_baseline_families() -> None:
+    from dualinpaint.inference import Inpainter
+
+    cfg = small("ce")
+    with pytest.raises(ValueError, match="needs a dual-path model; this one is 'ce'"):
+        Inpainter(build_generator(cfg.model), cfg, adapt_steps=2)

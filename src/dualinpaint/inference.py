@@ -115,6 +115,8 @@ class Inpainter:
         check_adapt_options(adapt_steps, self.adapt_lr, DEFAULT_BATCH)
         if adapt_steps and runtime != "torch":
             raise ValueError("adapt_steps > 0 fine-tunes the network in PyTorch: it needs runtime='torch'")
+        if adapt_steps and cfg.model.family != "dualpath":
+            raise ValueError(f"adapt_steps > 0 needs a dual-path model; this one is {cfg.model.family!r}")
         self.adapt_steps = adapt_steps
         self.cfg = cfg
         self.stride = cfg.model.stride
