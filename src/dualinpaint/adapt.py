@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import torch
 
-from .losses import hole_log_mse
+from .losses import hole_log_mse, multiscale_l1
 from .masks import stroke_mask
 
 DEFAULT_LR = 5e-5
@@ -74,8 +74,7 @@ def adapt(
         known = 1 - hole
         masked = image * known  # the real hole's pixels are gone before anything is drawn
         tuned = copy.deepcopy(net).float().train(False).requires_grad_(True)
-        params = [p for p in tuned.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=lr, betas=(0.0, 0.99))
+        opt = torch.optim.Adam(tuned.parameters(), lr=lr, betas=(0.0, 0.99))
         x = masked.expand(batch, -1, -1, -1)
         for _ in range(steps):
             strokes = stroke_batch(known, batch, rng)
@@ -84,7 +83,7 @@ def adapt(
             both = torch.clamp(strokes + hole, 0, 1)
             prior, feats = tuned.encode_masked(x, both)
             raw = tuned.decode(prior.mu, feats, both, x)
-            loss = hole_log_mse(raw, x, strokes) + l1_weight * ((raw - x).abs() * strokes).mean()
+            loss = hole_log_mse(raw, x, strokes) + l1_weight * multiscale_l1([raw], x, weight=strokes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
