@@ -186,3 +186,12 @@ def test_hole_log_mse_is_minus_the_evaluators_hole_psnr_and_weighs_samples_in_db
     assert g_thin > 10 * g_large
     empty = losses.hole_log_mse(pred, target, torch.zeros_like(hole))
     assert empty.item() == 0.0
+
+
+def test_hole_log_mse_counts_the_hole_exactly_for_a_bf16_prediction() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 64, 64) * 2 - 1
+    hole = torch.zeros(1, 1, 64, 64)
+    hole[..., 1:, :41] = 1  # 2583 pixels: bf16 cannot hold that count (it rounds to 2576)
+    pred = (target + 0.1 * torch.randn_like(target)).bfloat16()  # what autocast hands the trainer
+    assert losses.hole_log_mse(pred, target, hole) == losses.hole_log_mse(pred.float(), target, hole)

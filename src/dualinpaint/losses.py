@@ -122,7 +122,7 @@ def hole_log_mse(
     (an L1 or L2 mean lets the large holes decide). ``floor`` caps a sample's PSNR near 56 dB. Samples
     without hole pixels are left out; a batch without any gives 0 (with a gradient of zeros).
     """
-    hole = hole.to(pred.dtype)
+    hole = hole.float()  # counted in float32: a bf16 sum rounds the pixel count (autocast)
     area = hole.sum(dim=(1, 2, 3))
     has_hole = area > 0
     sq = ((pred.float() - target.float()) ** 2 * hole).sum(dim=(1, 2, 3))
