@@ -195,3 +195,33 @@ def test_hole_log_mse_counts_the_hole_exactly_for_a_bf16_prediction() -> None:
     hole[..., 1:, :41] = 1  # 2583 pixels: bf16 cannot hold that count (it rounds to 2576)
     pred = (target + 0.1 * torch.randn_like(target)).bfloat16()  # what autocast hands the trainer
     assert losses.hole_log_mse(pred, target, hole) == losses.hole_log_mse(pred.float(), target, hole)
+
+
+def test_focal_frequency_loss_is_the_hole_mse_without_focus_and_weighs_the_worst_frequencies() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(3, 3, 16, 16) * 2 - 1
+    hole = torch.zeros(3, 1, 16, 16)
+    hole[0, :, 2:14, 2:14] = 1
+    hole[1, :, :, 5:7] = 1  # sample 2 has no hole and is left out
+    pred = (target + 0.1 * torch.randn_like(target)).requires_grad_(True)
+    # alpha = 0: every frequency weighs 1, and by Parseval the loss is each sample's hole MSE
+    flat = losses.focal_frequency_loss(pred, target, hole, alpha=0.0)
+    mse = [((pred[i] - target[i]) ** 2 * hole[i]).sum() / (3 * hole[i].sum()) for i in (0, 1)]
+    torch.testing.assert_close(flat, (mse[0] + mse[1]) / 2)
+    focal = losses.focal_frequency_loss(pred, target, hole)
+    assert 0 < focal < flat  # weights in [0, 1], below 1 except at each spectrum's peak
+    focal.backward()
+    assert pred.grad[2].abs().max() == 0  # no hole, no gradient
+    assert pred.grad[:, :, hole[0, 0] == 0][0].abs().max() == 0  # known pixels cost nothing
+    # an error at one frequency keeps its full weight; the same energy spread over all of them does not
+    wave = torch.cos(torch.arange(16.0) * torch.pi / 2).view(1, 1, 1, 16).expand(1, 3, 16, 16)
+    noise = torch.randn(1, 3, 16, 16)
+    noise = noise * wave.norm() / noise.norm()
+    whole = torch.ones(1, 1, 16, 16)
+    zero = torch.zeros(1, 3, 16, 16)
+    peaked = losses.focal_frequency_loss(0.1 * wave, zero, whole)
+    spread = losses.focal_frequency_loss(0.1 * noise, zero, whole)
+    torch.testing.assert_close(peaked, losses.focal_frequency_loss(0.1 * wave, zero, whole, alpha=0.0))
+    assert spread < 0.75 * peaked  # white noise: about half
+    assert losses.focal_frequency_loss(target, target, hole) == 0
+    assert losses.focal_frequency_loss(pred, target, torch.zeros_like(hole)).item() == 0.0

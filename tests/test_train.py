@@ -60,6 +60,7 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
         extra = TEXTURE_TERMS if preset == "photo-texture" else []  # + texture and feature matching
         if preset == "photo-resize":  # resize-conv decoders, every sample's hole weighted equally
             extra = ["model.upsample=resize", "loss.hole_weighting=per_sample", "loss.lambda_psnr=0.2"]
+            extra += ["loss.lambda_freq=50"]
         cfg = load_config("photo").with_overrides([*PHOTO_SMALL, *extra])
     if preset == "picnet-small":  # PICNet's structure: shared trunk/G, ResDis with attention, LSGAN
         cfg = load_config("picnet").with_overrides(
@@ -99,19 +100,25 @@ def test_every_parameter_receives_a_gradient(tiny_cfg: Config, photo_dir: Path, 
             assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {tag}.{name}"
 
 
-def test_psnr_term_is_the_generation_paths_hole_log_mse_in_the_objective(photo_dir: Path) -> None:
-    from dualinpaint.losses import hole_log_mse
+@pytest.mark.parametrize(
+    ("option", "term", "fn"),
+    [("lambda_psnr", "psnr_g", "hole_log_mse"), ("lambda_freq", "freq", "focal_frequency_loss")],
+)
+def test_hole_terms_of_the_generation_paths_final_image_enter_the_objective(
+    photo_dir: Path, option: str, term: str, fn: str
+) -> None:
+    from dualinpaint import losses
 
     for weight in (0.0, 0.3):
-        cfg = load_config("photo").with_overrides([*PHOTO_SMALL, f"loss.lambda_psnr={weight}"])
+        cfg = load_config("photo").with_overrides([*PHOTO_SMALL, f"loss.{option}={weight}"])
         trainer = Trainer(cfg)
         batch, pos = stream_for(cfg, photo_dir).next()
         image, hole = trainer._prepare(batch)
         out = trainer.forward(image, hole, pos, 0)
         terms = trainer.g_terms(image, hole, out)
-        expect = hole_log_mse(out.gen[-1], image, hole) if weight else torch.zeros(())
-        torch.testing.assert_close(terms["psnr_g"], expect)
-        without = dict(terms, psnr_g=torch.zeros(()))
+        expect = getattr(losses, fn)(out.gen[-1], image, hole) if weight else torch.zeros(())
+        torch.testing.assert_close(terms[term], expect)
+        without = dict(terms, **{term: torch.zeros(())})
         n = len(out.gen)
         torch.testing.assert_close(trainer.g_total(terms, n) - trainer.g_total(without, n), weight * expect)
 
@@ -503,9 +510,10 @@ def test_time_limit_stops_after_the_crossing_step_and_saves(
 
 
 def test_dual_path_loss_options_are_refused_by_other_families(tiny_cfg: Config) -> None:
-    cfg = load_config("table1/gl").with_overrides(["loss.lambda_texture=1"])
-    with pytest.raises(ValueError, match="lambda_texture is a dual-path option"):
-        make_trainer(cfg)
+    for option in ("lambda_texture", "lambda_freq"):
+        cfg = load_config("table1/gl").with_overrides([f"loss.{option}=1"])
+        with pytest.raises(ValueError, match=f"{option} is a dual-path option"):
+            make_trainer(cfg)
 
 
 def test_no_validation_images_still_trains(tmp_path: Path, tiny_cfg: Config, photo_dir: Path) -> None:

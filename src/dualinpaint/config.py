@@ -166,6 +166,8 @@ class LossConfig:
     lambda_texture: float = 0.0  # Gram-matrix texture loss of the generation path inside the hole, on a
     # fixed random-weight conv net's features (layers.RandomFeatures; no pretrained network offline)
     lambda_fm: float = 0.0  # feature matching on D2's hidden layers (pix2pixHD); patch critics only
+    lambda_freq: float = 0.0  # focal frequency loss of the generation path's final image inside the
+    # hole (losses.focal_frequency_loss): the frequencies with the largest error weigh most
     gen_at_prior_mean: bool = False  # train the generation path at z = prior mean (ε = 0): its hole and
     # adversarial terms then cannot fine the spread of prior samples; the reconstruction path's posterior
     # draws teach the shared G to use z, so --samples differ
@@ -195,6 +197,7 @@ class LossConfig:
             "lambda_psnr",
             "lambda_texture",
             "lambda_fm",
+            "lambda_freq",
             "lambda_mrf",
         )
         _check(0 < self.discount_gamma <= 1, f"loss.discount_gamma={self.discount_gamma} must be in (0, 1]")

@@ -57,6 +57,7 @@ from .losses import (
     critic_loss,
     feature_match_l2,
     feature_matching,
+    focal_frequency_loss,
     generator_adv_loss,
     gradient_penalty,
     hole_log_mse,
@@ -226,7 +227,13 @@ class Trainer:
         L = cfg.loss
         self.texture_net = RandomFeatures().to(self.device) if L.lambda_texture > 0 else None
         if cfg.model.family != "dualpath":
-            other = {"hole_norm": "l1", "lambda_texture": 0.0, "lambda_fm": 0.0, "gen_at_prior_mean": False}
+            other = {
+                "hole_norm": "l1",
+                "lambda_texture": 0.0,
+                "lambda_fm": 0.0,
+                "lambda_freq": 0.0,
+                "gen_at_prior_mean": False,
+            }
             used = [k for k, v in other.items() if getattr(L, k) != v]
             if used:
                 family = cfg.model.family
@@ -367,6 +374,7 @@ class Trainer:
             else zero_loss
         )
         psnr_g = hole_log_mse(out.gen[-1], image, hole) if L.lambda_psnr > 0 else zero_loss
+        freq = focal_frequency_loss(out.gen[-1], image, hole) if L.lambda_freq > 0 else zero_loss
         fill = composite(out.gen[-1], image, hole)
         texture = fm = zero_loss
         if self.texture_net is not None:
@@ -393,6 +401,7 @@ class Trainer:
             "ad_rec": ad_rec,
             "texture": texture,
             "fm": fm,
+            "freq": freq,
         }
 
     def _paired_features(
@@ -418,6 +427,7 @@ class Trainer:
             + L.lambda_rec_adv * t["ad_rec"]
             + L.lambda_texture * t["texture"]
             + L.lambda_fm * t["fm"]
+            + L.lambda_freq * t["freq"]
         )
 
     def g_step(self, image: torch.Tensor, hole: torch.Tensor, out: TrainOutput) -> dict[str, float]:
