@@ -7,7 +7,7 @@ import yaml
 
 from dualinpaint.config import Config, ConfigError, config_to_yaml, load_config
 
-PRESETS = ["paper", "picnet", "tiny", "photo", "table1/paper", "table1/ce", "table1/gl"]
+PRESETS = ["paper", "picnet", "tiny", "photo", "photo-psnr", "table1/paper", "table1/ce", "table1/gl"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
