@@ -42,6 +42,20 @@ def test_train_and_resume_from_the_command_line(tmp_path: Path, capsys: pytest.C
     assert "step 2" in capsys.readouterr().out
     assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--quiet"]) == 0
     assert json.loads((run / "model.json").read_text())["step"] == 3
+    resume_set = [
+        "train",
+        "--out",
+        str(run),
+        "--resume",
+        "--steps",
+        "4",
+        "--quiet",
+        "--set",
+        "loss.lambda_g=0.2",
+    ]
+    assert main(resume_set) == 0  # --set with --resume: applied to the run's config, and said
+    assert "loss.lambda_g 1.0 → 0.2" in capsys.readouterr().out
+    assert json.loads((run / "model.json").read_text())["config"]["loss"]["lambda_g"] == 0.2
     ft = tmp_path / "ft"
     assert (
         main(

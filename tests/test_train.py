@@ -251,6 +251,30 @@ def test_init_starts_a_new_run_from_other_weights(tmp_path: Path, tiny_cfg: Conf
         train(cfg, photo_dir, tmp_path / "ft", init=tmp_path / "src", resume=True, progress=False)
 
 
+def test_resume_with_overrides_branches_the_run_and_says_what_changed(
+    tmp_path: Path, tiny_cfg: Config, photo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume --set: the stored config with the overrides (printed, kept in later checkpoints and
+    config.yaml), the optimisers and step carried on; model.* changes are refused and change nothing."""
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=2")
+    train(cfg, photo_dir, tmp_path / "run", steps=2, progress=False)
+    before = (tmp_path / "run" / "state.pt").read_bytes()
+    with pytest.raises(ValueError, match="network cannot change on resume"):
+        train(None, None, tmp_path / "run", steps=3, resume=True, progress=False, overrides=["model.ngf=16"])
+    assert (tmp_path / "run" / "state.pt").read_bytes() == before
+    capsys.readouterr()
+    train(
+        None, None, tmp_path / "run", steps=3, resume=True, progress=False, overrides=["loss.lambda_kl=0.5"]
+    )
+    assert "loss.lambda_kl" in capsys.readouterr().out
+    state = ckpt.load_state(tmp_path / "run")
+    assert state["step"] == 3 and state["config"]["loss"]["lambda_kl"] == 0.5
+    assert "lambda_kl: 0.5" in (tmp_path / "run" / "config.yaml").read_text()
+    train(None, None, tmp_path / "run", steps=4, resume=True, progress=False)  # the changed config stays
+    assert ckpt.load_state(tmp_path / "run")["config"]["loss"]["lambda_kl"] == 0.5
+    assert "changed config" not in capsys.readouterr().out  # nothing changed this time: nothing said
+
+
 def test_interrupted_checkpoint_write_keeps_previous(
     tmp_path: Path, tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

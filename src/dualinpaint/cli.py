@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .distributed import dist_info_from_env, init_distributed, shutdown_distributed
     from .train import train
 
-    cfg = None if (args.resume and args.config is None) else _config(args)
+    resuming_stored = args.resume and args.config is None  # --set then applies to the run's config
+    cfg = None if resuming_stored else _config(args)
     if not args.resume and args.data is None:
         raise ValueError("train needs --data (a folder of images or a file list), or --resume")
     info = dist_info_from_env()
@@ -78,6 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             dist=info,
             progress=not args.quiet,
             time_limit=args.time_limit,
+            overrides=(args.set or []) if resuming_stored else (),
         )
     finally:
         shutdown_distributed()
@@ -242,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--val", help="validation images for PSNR/SSIM during training")
     sp.add_argument("--out", required=True, help="run folder (checkpoints, logs, samples)")
     sp.add_argument("--steps", type=int, help="total generator steps (default train.steps)")
-    sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    sp.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out exactly; with --set (or --config), continue it with changed "
+        "loss, optim, data or train values (each change printed; the network cannot change)",
+    )
     sp.add_argument(
         "--time-limit",
         type=float,

@@ -743,11 +743,15 @@ def train(
     dist: DistInfo | None = None,
     progress: bool = True,
     time_limit: float | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> RunSummary:
     """Train (or resume) a run in ``out_dir``; returns a summary. Rank 0 alone writes files.
 
     With ``resume`` the run's stored config and data source are used (``cfg``/``data`` may be None);
-    ``steps`` may raise the step budget. ``init`` starts a new run from another model's weights
+    ``steps`` may raise the step budget. A ``cfg`` given with ``resume``, or ``overrides``
+    (``SECTION.KEY=VALUE``, applied to the stored config or to ``cfg``), may change anything but the
+    network (``model.*``); each changed value is printed, since the run is then no longer an exact
+    continuation. ``init`` starts a new run from another model's weights
     (:meth:`Trainer.init_from`). ``time_limit`` (seconds): stop after the step that crosses it, save,
     and return (``RunSummary.timed_out``); ``--resume`` continues. Raises TrainingDiverged on a
     non-finite loss. Warnings (an unreadable image skipped, …) are printed one line each.
@@ -765,7 +769,19 @@ def train(
             dist=dist,
             progress=progress,
             time_limit=time_limit,
+            overrides=overrides,
         )
+
+
+def _config_changes(old: Config, new: Config) -> list[str]:
+    """``section.key old → new`` for every value that differs between two configs."""
+    a, b = old.to_dict(), new.to_dict()
+    return [
+        f"{section}.{key} {a[section][key]!r} → {b[section][key]!r}"
+        for section in a
+        for key in a[section]
+        if a[section][key] != b[section][key]
+    ]
 
 
 def _train(
@@ -781,6 +797,7 @@ def _train(
     dist: DistInfo | None,
     progress: bool,
     time_limit: float | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> RunSummary:
     from tqdm import tqdm
 
@@ -797,12 +814,15 @@ def _train(
         if dist.is_main:
             ckpt.remove_stale_temporaries(out_dir)  # left by a process killed while writing
         stored = Config.from_dict(state["config"])
-        if cfg is not None and cfg.model != stored.model:
+        cfg = (cfg or stored).with_overrides(overrides)
+        if cfg.model != stored.model:
             raise ValueError(
                 f"--resume: the model config differs from the run's in {out_dir}; "
-                "drop --config or start a new run"
+                "the network cannot change on resume: drop the model.* changes or start a new run (--init)"
             )
-        cfg = stored
+        changed = _config_changes(stored, cfg)
+        if changed and dist.is_main:
+            print(f"--resume with a changed config (no longer an exact continuation): {', '.join(changed)}")
         run_info = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").exists() else {}
         data = data or run_info.get("data")
         val = val or run_info.get("val")
@@ -810,6 +830,7 @@ def _train(
         init_record = {k: run_info[k] for k in ("init", "init_loaded") if k in run_info}
     if cfg is None or data is None:
         raise ValueError("train needs a config and a data source (or --resume on an existing run)")
+    cfg = cfg if resume else cfg.with_overrides(overrides)
     total_steps = steps or cfg.train.steps
     dev = torch.device(device) if device else torch.device("cpu")
     trainer = make_trainer(cfg, dev, dist)
