@@ -2,10 +2,12 @@
 """Learning curves of training runs from their ``log.jsonl``, as one PNG (Pillow only, no matplotlib).
 
     python scripts/plot_curves.py RUN[=LABEL] ... --out curves.png \
-        [--keys val/gain_hole_db,val/detail,val/sample_diff]
+        [--keys val/gain_hole_db,val/detail,val/sample_diff] [--from-step N] [--smooth K]
 
-One panel per key (x: step), one coloured line per run. ``val/detail`` panels also draw each run's
-smooth-fill detail (``val/detail_fill``) dashed. Written to a temporary file, then renamed.
+One panel per key (x: step, from N), one coloured line per run (a moving mean of K validations with
+--smooth; a run resumed from another's checkpoint shares its log up to that step). ``val/detail``
+panels also draw each run's smooth-fill detail (``val/detail_fill``) dashed. Written to a temporary
+file, then renamed.
 """
 
 from __future__ import annotations
@@ -28,14 +30,20 @@ TITLES = {
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 300, 64, 16, 30, 36
 
 
-def read_curves(run: Path, key: str) -> list[tuple[int, float]]:
-    """(step, value) pairs of ``key`` in ``run/log.jsonl``, in file order, the last value per step kept."""
+def read_curves(run: Path, key: str, from_step: int = 0, smooth: int = 1) -> list[tuple[int, float]]:
+    """(step, value) pairs of ``key`` in ``run/log.jsonl`` at steps ≥ ``from_step``, the last value per
+    step kept; with ``smooth`` > 1 each value is the mean of it and up to ``smooth`` − 1 before it."""
     points: dict[int, float] = {}
     for line in (run / "log.jsonl").read_text().splitlines():
         row = json.loads(line)
-        if key in row:
+        if key in row and int(row["step"]) >= from_step:
             points[int(row["step"])] = float(row[key])
-    return sorted(points.items())
+    pairs = sorted(points.items())
+    out = []
+    for i, (step, _) in enumerate(pairs):
+        window = [v for _, v in pairs[max(0, i - max(smooth, 1) + 1) : i + 1]]
+        out.append((step, sum(window) / len(window)))
+    return out
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -43,14 +51,18 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + i * step for i in range(n)]
 
 
-def panel(runs: list[tuple[Path, str]], key: str) -> Image.Image:
+def panel(runs: list[tuple[Path, str]], key: str, from_step: int = 0, smooth: int = 1) -> Image.Image:
     """One chart of ``key`` for every run, W×H pixels."""
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
-    series = [(read_curves(run, key), COLOURS[i % len(COLOURS)], False) for i, (run, _) in enumerate(runs)]
+
+    def curve(run: Path, name: str) -> list[tuple[int, float]]:
+        return read_curves(run, name, from_step, smooth)
+
+    series = [(curve(run, key), COLOURS[i % len(COLOURS)], False) for i, (run, _) in enumerate(runs)]
     if key == "val/detail":
         series += [
-            (read_curves(run, "val/detail_fill"), COLOURS[i % len(COLOURS)], True)
+            (curve(run, "val/detail_fill"), COLOURS[i % len(COLOURS)], True)
             for i, (run, _) in enumerate(runs)
         ]
     pts = [p for s, _, _ in series for p in s]
@@ -58,7 +70,8 @@ def panel(runs: list[tuple[Path, str]], key: str) -> Image.Image:
     if not pts:
         d.text((PAD_L, H // 2), "no data", fill="black")
         return img
-    x0, x1 = 0, max(p[0] for p in pts) or 1
+    x0 = from_step
+    x1 = max(max(p[0] for p in pts), x0 + 1)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
     if key == "val/gain_hole_db":
         y0 = min(y0, 0.0)
@@ -98,7 +111,9 @@ def panel(runs: list[tuple[Path, str]], key: str) -> Image.Image:
     return img
 
 
-def plot(runs: list[tuple[Path, str]], keys: list[str], out: Path) -> None:
+def plot(
+    runs: list[tuple[Path, str]], keys: list[str], out: Path, from_step: int = 0, smooth: int = 1
+) -> None:
     """Panels stacked vertically with a legend on top; written atomically to ``out`` (PNG)."""
     legend_h = 18 * len(runs) + 8
     sheet = Image.new("RGB", (W, legend_h + H * len(keys)), "white")
@@ -108,7 +123,7 @@ def plot(runs: list[tuple[Path, str]], keys: list[str], out: Path) -> None:
         d.rectangle([PAD_L, 6 + 18 * i, PAD_L + 20, 16 + 18 * i], fill=colour)
         d.text((PAD_L + 28, 5 + 18 * i), label, fill="black")
     for j, key in enumerate(keys):
-        sheet.paste(panel(runs, key), (0, legend_h + H * j))
+        sheet.paste(panel(runs, key, from_step, smooth), (0, legend_h + H * j))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image_atomic(sheet, out)  # temporary file, then rename
 
@@ -118,6 +133,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="run folder, optionally RUN=LABEL")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--keys", default="val/gain_hole_db,val/detail,val/sample_diff")
+    ap.add_argument("--from-step", type=int, default=0, help="draw steps from this one on")
+    ap.add_argument("--smooth", type=int, default=1, help="moving mean over this many validations")
     args = ap.parse_args()
     runs = []
     for item in args.runs:
@@ -125,7 +142,7 @@ def main() -> None:
         if not (Path(path) / "log.jsonl").is_file():
             raise SystemExit(f"plot_curves: {path} has no log.jsonl")
         runs.append((Path(path), label or Path(path).name))
-    plot(runs, [k for k in args.keys.split(",") if k], args.out)
+    plot(runs, [k for k in args.keys.split(",") if k], args.out, args.from_step, args.smooth)
     print(f"wrote {args.out}")
 
 

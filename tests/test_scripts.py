@@ -36,3 +36,32 @@ def test_convert_upsample_script_writes_a_resize_model_that_loads(tmp_path: Path
     again = convert(tmp_path / "out", tmp_path / "again")  # already resize-conv: one line, exit status 2
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "already upsamples" in again.stderr
     assert not (tmp_path / "again").exists()
+
+
+def test_plot_curves_reads_a_step_range_smooths_and_writes_a_png(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("plot_curves", ROOT / "scripts" / "plot_curves.py")
+    plot_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_curves)
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "val/gain_hole_db": v} for s, v in [(100, 0.1), (200, 0.3), (300, 0.2), (400, 0.6)]]
+    rows.insert(2, {"step": 200, "g/total": 1.0})  # other rows are skipped
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_curves.read_curves(run, "val/gain_hole_db", from_step=200) == [
+        (200, 0.3),
+        (300, 0.2),
+        (400, 0.6),
+    ]
+    smooth = plot_curves.read_curves(run, "val/gain_hole_db", from_step=200, smooth=2)
+    assert [s for s, _ in smooth] == [200, 300, 400]
+    assert [round(v, 6) for _, v in smooth] == [0.3, 0.25, 0.4]
+    out = tmp_path / "curves.png"
+    cmd = [sys.executable, str(ROOT / "scripts" / "plot_curves.py"), f"{run}=A", "--out", str(out)]
+    result = subprocess.run([*cmd, "--from-step", "200", "--smooth", "2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).size[0] == plot_curves.W
