@@ -105,11 +105,11 @@ else
     # graces
     T_PREPARE=60 T_TESTS=90 T_BENCH=100 T_PREFILL=20 T_FINAL=25 FINAL_RESERVE=40 TRAIN_STARTUP=60 MIN_TRAIN=60
     # Batch 40: the shipped model is small (356 k generator parameters), so no batch the corpus allows
-    # fills an H200's arithmetic, and its biharmonic smooth fill is solved image by image
-    # (generator._biharmonic_solve: thousands of small kernels per image), so a step costs about the
-    # same per image at any batch. The corpus has 82 training photos and an epoch is cut into full
-    # global batches (train.epoch_batches drops the rest): 40 uses 80 of them per epoch. Capped below
-    # at the number of training images.
+    # fills an H200's arithmetic; its biharmonic smooth fill is solved for the whole batch at once off
+    # the CPU (generator._solve_in_boxes), so its number of kernel launches per step does not grow
+    # with the batch (not measured on a GPU yet). The corpus has 82 training photos and an epoch is cut
+    # into full global batches (train.epoch_batches drops the rest): 40 uses 80 of them per epoch.
+    # Capped below at the number of training images.
     BATCH=${BATCH:-40} WORKERS=${WORKERS:-8} CONVERT_EVERY=${CONVERT_EVERY:-60}
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values

@@ -176,6 +176,25 @@ def test_biharmonic_solve_on_the_hole_box_equals_the_whole_image() -> None:
     torch.testing.assert_close(_biharmonic_solve(x, free * 0, 5), x)  # nothing free: unchanged
 
 
+def test_biharmonic_fill_off_the_cpu_solves_the_batch_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An accelerator solves the whole batch in one CG (no per-image loop of small kernels): the same
+    equations, so the same fill to rounding (on the CPU, with the device check patched)."""
+    from dualinpaint import generator
+
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 3, 64, 96, generator=g) * 2 - 1
+    hole = torch.zeros(2, 1, 64, 96)
+    hole[0, :, 16:48, 24:72] = 1
+    hole[1, :, 40:64, 0:30] = 1
+    x, free = image * (1 - hole), hole
+    assert generator._solve_in_boxes(x)  # the CPU loops over images
+    boxed = biharmonic_fill(x, free, 50, 4)
+    monkeypatch.setattr(generator, "_solve_in_boxes", lambda t: False)
+    batched = biharmonic_fill(x, free, 50, 4)
+    torch.testing.assert_close(batched, boxed, rtol=0, atol=1e-3)
+    assert torch.equal(_biharmonic_solve(x, free, 7), _biharmonic_cg(x, free, 7))
+
+
 def test_conjugate_gradients_stop_once_converged_with_the_same_result(monkeypatch) -> None:
     """Eager CG leaves the loop once every residual is below its floor; TorchScript (what the ONNX
     export runs) takes every step. The remaining steps have step size 0, so both give the same bits."""
