@@ -12,10 +12,10 @@
 #      bf16 + channels_last (bench writes its --json row by row) -> OUTDIR/bench.json
 #      then the photo preset's smooth fill per image (no bench row times it alone: the helper's own
 #      timing, added to the same file under "prefill")
-#   3. fine-tune the shipped model (--init default, with configs/photo.yaml's recipe when the network is
-#      the same, else the config stored in the model) at 256² crops in
-#      bf16 + channels_last until the time left (--time-limit), checkpointed about every minute; a
-#      background loop turns the run's latest state.pt into OUTDIR files every CONVERT_EVERY seconds
+#   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) from scratch at
+#      256² crops in bf16 + channels_last until the time left (--time-limit), checkpointed about every
+#      minute (the rehearsal: the same preset at 32², 6 steps); a background loop turns the run's
+#      latest state.pt into OUTDIR files every CONVERT_EVERY seconds
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
 # OUTDIR holds at most 8 plain files, none over 16 MB, each replaced atomically as the run goes:
 #   model.safetensors  the EMA generator, fp16, with the config in its metadata: `--model OUTDIR`,
@@ -24,7 +24,8 @@
 #   config.yaml  log.jsonl  samples.png (the latest sample grid)  bench.json  tests.log  run.log
 # The photo corpus travels beside the repository in a git-ignored folder: --data DIR or CORPUS=DIR, default
 # data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
-# Knobs (environment): BUDGET (s, 480), BATCH (40), WORKERS (8), CONVERT_EVERY (60), PYTHON (python3).
+# Knobs (environment): BUDGET (s, 480), BATCH (40), WORKERS (8), CONVERT_EVERY (60), PYTHON (python3),
+# RECIPE (photo-psnr).
 # Always exits 0 once its arguments are accepted; 2 for wrong arguments.
 
 set -u
@@ -53,6 +54,7 @@ done
 [ -n "$OUTDIR" ] || usage "OUTDIR is missing"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RECIPE=${RECIPE:-photo-psnr}  # the GPU run's preset, trained from scratch
 if [ -n "$DATA_ARG" ]; then
     [ -d "$DATA_ARG" ] || usage "no corpus folder $DATA_ARG"
     DATA_DIR=$(cd "$DATA_ARG" && pwd)
@@ -94,7 +96,8 @@ if [ "$REHEARSE" = 1 ]; then  # CPU, the tiny preset, tiny sizes, a few steps
     BUDGET=${BUDGET:-90}
     T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
     BATCH=${BATCH:-4} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
-    SIZE=32 STEPS_ARG=(--steps 6) CKPT_EVERY=2
+    # 64²: the recipe's network needs 2×2 at its bottleneck; 8 validation crops keep its steps short
+    SIZE=64 STEPS_ARG=(--steps 6 --set train.val_images=8) CKPT_EVERY=2
     # shellcheck disable=SC2054  # the commas are inside option values
     BENCH_ARGS=(--sizes 32,64 --train-config tiny --train-sizes 32 --runs 1 --warmup 1)
     PREFILL_ARGS=(--size 32 --runs 1 --warmup 1)
@@ -113,8 +116,10 @@ else
     BATCH=${BATCH:-40} WORKERS=${WORKERS:-8} CONVERT_EVERY=${CONVERT_EVERY:-60}
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values
-    # photo first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows it did
-    BENCH_ARGS=(--sizes 256,512,1024 --train-config photo,paper --train-sizes 256,128 --runs 3 --warmup 1)
+    # the recipe first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows
+    # it did
+    BENCH_ARGS=(--sizes 256,512,1024 --train-config "$RECIPE",photo,paper --train-sizes 256,128 --runs 3
+        --warmup 1)
     PREFILL_ARGS=(--size 256 --runs 3 --warmup 1)
 fi
 
@@ -186,18 +191,18 @@ def write_atomic(path, data):
 
 
 def cmd_prepare(a):
-    """Rehearsal corpus and init model if needed; the fine-tune config; shell assignments in prep.env."""
+    """The rehearsal's corpus if needed; the training config (--recipe, a preset trained from scratch);
+    the model the bench times (--bench-model: a name, or "random-tiny" for the rehearsal's small random
+    network); shell assignments in prep.env."""
     import numpy as np
     import torch
     from PIL import Image
 
-    from dualinpaint import checkpoint as ckpt
     from dualinpaint.config import config_to_yaml, load_config
     from dualinpaint.data import read_image_list, write_flist
 
     work = Path(a.work)
     data = Path(a.data) if a.data else None
-    init = a.init
     if data is None:  # a few random photo-like JPEGs
         data = work / "corpus"
         rng = np.random.default_rng(0)
@@ -216,26 +221,25 @@ def cmd_prepare(a):
             paths.append(path)
         write_flist(paths[:9], data / "train.flist")
         write_flist(paths[9:], data / "val.flist")
-    if init is None:  # the rehearsal fine-tunes a random tiny model
+    cfg = load_config(a.recipe)
+    bench_model = a.bench_model
+    if bench_model == "random-tiny":
+        from dualinpaint import checkpoint as ckpt
         from dualinpaint.generator import DualPathInpainter
 
         torch.manual_seed(0)
-        cfg = load_config("tiny")
-        ckpt.save_weights(work / "init", DualPathInpainter(cfg.model), cfg, 0)
-        init = str(work / "init" / "model.safetensors")
-    _, cfg, _ = ckpt.read_weights(ckpt.resolve_model(init))
-    recipe = load_config("photo")
-    if recipe.model == cfg.model:  # the same network: train with the current recipe (photo.yaml's losses)
-        cfg = recipe
-    (work / "finetune.yaml").write_text(config_to_yaml(cfg))
+        tiny = load_config("tiny")
+        ckpt.save_weights(work / "bench-model", DualPathInpainter(tiny.model), tiny, 0)
+        bench_model = str(work / "bench-model" / "model.safetensors")
+    (work / "train.yaml").write_text(config_to_yaml(cfg))
     train = data / "train.flist" if (data / "train.flist").is_file() else data
     val = data / "val.flist" if (data / "val.flist").is_file() else None
     values = {
-        "INIT": init,
         "TRAIN_SRC": train,
         "VAL_SRC": val or "",
         "N_TRAIN": len(read_image_list(train)),
-        "FINETUNE_CFG": work / "finetune.yaml",
+        "TRAIN_CFG": work / "train.yaml",
+        "BENCH_MODEL": bench_model,
         "DEVICE": "cuda" if torch.cuda.is_available() else "cpu",
     }
     (work / "prep.env").write_text("".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items()))
@@ -296,8 +300,8 @@ def cmd_prefill(a):
 
 
 def cmd_ckpt_every(a):
-    """Steps per checkpoint for about one a minute, from the bench's bf16 training rate of the photo preset
-    (wider than the shipped model, so slower: conservative), halved for real data loading."""
+    """Steps per checkpoint for about one a minute, from the bench's bf16 training rate of --preset (the
+    recipe trained), halved for real data loading."""
     try:
         rows = json.loads(Path(a.bench).read_text())["train"]
         row = next(
@@ -493,7 +497,8 @@ def main():
     s = sub.add_parser("prepare")
     s.add_argument("--work", required=True)
     s.add_argument("--data", default="")
-    s.add_argument("--init", default=None)
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--bench-model", default="default")
     s = sub.add_parser("prefill")
     s.add_argument("--device", required=True)
     s.add_argument("--preset", default="photo")
@@ -539,19 +544,20 @@ note "mode $MODE, budget ${BUDGET} s, OUTDIR $OUTDIR, corpus ${DATA_DIR:-(made f
     echo "cpus: $(nproc --all)"
 } >>"$LOG" 2>&1
 
-# ---- 0. prepare: the fine-tune config from the model to start from (and the rehearsal's corpus and model)
-PREP_ARGS=(--work "$WORK" --data "$DATA_DIR")
-[ "$REHEARSE" = 1 ] || PREP_ARGS+=(--init default)
-INIT="" TRAIN_SRC="" VAL_SRC="" N_TRAIN=0 FINETUNE_CFG="" DEVICE=cpu
+# ---- 0. prepare: the training config (and the rehearsal's corpus)
+PREP_ARGS=(--work "$WORK" --data "$DATA_DIR" --recipe "$RECIPE")
+[ "$REHEARSE" = 1 ] && PREP_ARGS+=(--bench-model random-tiny)
+TRAIN_SRC="" VAL_SRC="" N_TRAIN=0 TRAIN_CFG="" BENCH_MODEL=default DEVICE=cpu
 if timeout -k 5 "$T_PREPARE" "$PY" "$HELPER" prepare "${PREP_ARGS[@]}" >>"$LOG" 2>&1; then
-    # shellcheck disable=SC1091  # written by the helper: INIT, TRAIN_SRC, VAL_SRC, N_TRAIN, FINETUNE_CFG, DEVICE
+    # shellcheck disable=SC1091  # written by the helper: TRAIN_SRC, VAL_SRC, N_TRAIN, TRAIN_CFG, BENCH_MODEL,
+    # DEVICE
     . "$WORK/prep.env"
 else
-    note "prepare FAILED: no fine-tune config or corpus (see run.log); training will be skipped"
+    note "prepare FAILED: no training config or corpus (see run.log); training will be skipped"
 fi
 [ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
 [ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
-note "init $INIT, ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
+note "recipe $RECIPE (from scratch), ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
 # ---- 1. the GPU tests (collected and skipped without CUDA)
 run_step tests "$T_TESTS" "$OUTDIR/tests.log" \
@@ -560,21 +566,21 @@ run_step tests "$T_TESTS" "$OUTDIR/tests.log" \
 # ---- 2. speed on this device
 # `dualinpaint bench` rewrites --json after every row: a bench stopped at its budget keeps the rows it did
 run_step bench "$T_BENCH" "$LOG" \
-    "$PY" -m dualinpaint bench --device "$DEVICE" --model "${INIT:-default}" --train --batch "$BATCH" \
+    "$PY" -m dualinpaint bench --device "$DEVICE" --model "$BENCH_MODEL" --train --batch "$BATCH" \
     --json "$OUTDIR/bench.json" "${BENCH_ARGS[@]}"
 find "$OUTDIR" -maxdepth 1 -name '.*.tmp' -type f -delete 2>/dev/null  # a write cut short by the timeout
 run_step prefill "$T_PREFILL" "$LOG" \
     "$PY" "$HELPER" prefill --device "$DEVICE" --batch "$BATCH" --json "$OUTDIR/bench.json" "${PREFILL_ARGS[@]}"
 
-# ---- 3. fine-tune until the time left runs out, copying results into OUTDIR as they come
-if [ -n "$FINETUNE_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
+# ---- 3. train until the time left runs out, copying results into OUTDIR as they come
+if [ -n "$TRAIN_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
     if [ -z "$CKPT_EVERY" ]; then
-        CKPT_EVERY=$("$PY" "$HELPER" ckpt-every --bench "$OUTDIR/bench.json" --preset photo --size "$SIZE" \
-            --batch "$BATCH" --fallback 30 2>>"$LOG" || echo 30)
+        CKPT_EVERY=$("$PY" "$HELPER" ckpt-every --bench "$OUTDIR/bench.json" --preset "$RECIPE" \
+            --size "$SIZE" --batch "$BATCH" --fallback 30 2>>"$LOG" || echo 30)
     fi
     LIMIT=$((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP))
     [ "$LIMIT" -lt "$MIN_TRAIN" ] && LIMIT=$MIN_TRAIN
-    TRAIN_ARGS=(--config "$FINETUNE_CFG" --init "$INIT" --data "$TRAIN_SRC" --out "$RUN" --quiet
+    TRAIN_ARGS=(--config "$TRAIN_CFG" --data "$TRAIN_SRC" --out "$RUN" --quiet
         --time-limit "$LIMIT" ${STEPS_ARG[@]+"${STEPS_ARG[@]}"}
         --set "data.size=$SIZE" --set data.load_size=0 --set "data.batch_size=$BATCH"
         --set "data.num_workers=$WORKERS" --set train.bf16=true --set train.channels_last=true
@@ -589,7 +595,7 @@ if [ -n "$FINETUNE_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
     wait "$CONV_PID" 2>/dev/null
     CONV_PID=""
 else
-    note "train: skipped (no fine-tune config or no training images)"
+    note "train: skipped (no training config or no training images)"
 fi
 
 # ---- 4. final copy and summary

@@ -122,8 +122,8 @@ def check_weights(out: Path, step: int | None = None) -> None:
     net, cfg, meta = ckpt.load_model(out)  # OUTDIR works as --model
     assert step is None or meta["step"] == step
     assert next(net.parameters()).dtype == torch.float32  # loaded into the fp32 network
-    image, hole = torch.rand(1, 3, 32, 32) * 2 - 1, torch.zeros(1, 1, 32, 32)
-    hole[..., 8:24, 8:24] = 1
+    image, hole = torch.rand(1, 3, 64, 64) * 2 - 1, torch.zeros(1, 1, 64, 64)  # the recipe's smallest size
+    hole[..., 16:48, 16:48] = 1
     with torch.no_grad():
         assert torch.isfinite(net.complete(image, hole)).all()
     tensors, cfg2, _ = ckpt.read_weights(out / "train.safetensors")  # the config travels in it too
@@ -164,7 +164,7 @@ def test_rehearsal_results_are_usable(rehearsal: Rehearsal) -> None:
     check_weights(out, step=REHEARSAL_STEPS)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == REHEARSAL_STEPS and any("val/psnr" in r for r in rows)
-    assert load_config(out / "config.yaml").model.family == "dualpath"
+    assert load_config(out / "config.yaml").model == load_config("photo-psnr").model  # the recipe, trained
     bench = json.loads((out / "bench.json").read_text())
     # step 2 is `dualinpaint bench --device cpu` (the GPU run: --device cuda), then the helper's smooth fill
     assert "dualinpaint bench --device" in bench["note"]
