@@ -239,6 +239,20 @@ def test_samples_differ_and_seed_reproduces(inpainter: Inpainter) -> None:
         assert not changed(image, x)[~hole_of(mask)].any()
 
 
+def test_samples_that_come_out_alike_are_reported(inpainter: Inpainter) -> None:
+    image, mask = photo(64, 64), box_mask(64, 64, (16, 16, 48, 48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a random tiny network's draws differ: no warning
+        inpainter.fill(image, mask, samples=2, seed=7)
+    shipped = Inpainter.from_pretrained("default")  # its latent carries nothing (issue 15): identical draws
+    with pytest.warns(UserWarning, match=r"the 3 samples differ by 0\.\d\d grey levels .* look the same"):
+        outs = shipped.fill(image, mask, samples=3, seed=7)
+    assert len(outs) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shipped.fill(image, mask)  # one fill: nothing to compare
+
+
 def test_deterministic_default_is_repeatable(inpainter: Inpainter) -> None:
     image, mask = photo(64, 64), box_mask(64, 64, (16, 16, 48, 48))
     assert inpainter(image, mask).tobytes() == inpainter(image, mask).tobytes()

@@ -231,6 +231,8 @@ class Inpainter:
                     if weight is not None:
                         filled = (weight * filled + (1.0 - weight) * region + 0.5).astype(np.uint8)
                     region[inside] = filled[inside]
+        if samples > 1:
+            _warn_if_samples_alike(outs, hole)
         return [_restore(image, alpha, out, hole) for out in outs]
 
     # ------------------------------------------------------------------------------------------ windows
@@ -636,6 +638,22 @@ def save_output(image: Image.Image, path: str | os.PathLike) -> None:
     save_image_atomic(image, path, format=fmt, **params)
 
 
+SAMPLES_ALIKE = 1.0  # grey levels: fills whose mean |difference| in the hole is below this look the same
+
+
+def _warn_if_samples_alike(outs: list[np.ndarray], hole: np.ndarray) -> None:
+    """Warn (one line) when every fill differs from the first by less than SAMPLES_ALIKE grey levels on
+    average over the hole's pixels: the model barely uses its random draw (outs H×W×C uint8, hole H×W)."""
+    first = outs[0][hole].astype(np.int16)
+    spread = max(float(np.abs(o[hole].astype(np.int16) - first).mean()) for o in outs[1:])
+    if spread < SAMPLES_ALIKE:
+        warnings.warn(
+            f"the {len(outs)} samples differ by {spread:.2f} grey levels on average in the hole: this "
+            "model barely uses its random draw, so they look the same (see its model card)",
+            stacklevel=3,
+        )
+
+
 def _sample_paths(base: Path, samples: int) -> list[Path]:
     """``name.ext`` for one sample, ``name_0.ext … name_{K-1}.ext`` for K."""
     if samples == 1:
@@ -928,7 +946,12 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         help="output file (format from its suffix), or a folder (for a folder input, or ending in '/')",
     )
     p.add_argument(
-        "--samples", type=int, default=1, metavar="K", help="K different fills: NAME_0.ext … NAME_{K-1}.ext"
+        "--samples",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K fills, one per draw of the latent: NAME_0.ext … NAME_{K-1}.ext (a warning says when they "
+        "come out alike)",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="seed of the random fills (default: deterministic fill)"
