@@ -2,9 +2,9 @@
 """Learning curves of training runs from their ``log.jsonl``, as one PNG (Pillow only, no matplotlib).
 
     python scripts/plot_curves.py RUN[=LABEL] ... --out curves.png \
-        [--keys val/gain_hole_db,val/detail,val/sample_diff] [--from-step N] [--smooth K]
+        [--keys val/gain_hole_db,val/detail,val/sample_diff] [--from-step N] [--to-step M] [--smooth K]
 
-One panel per key (x: step, from N), one coloured line per run (a moving mean of K validations with
+One panel per key (x: step, from N to M), one coloured line per run (a moving mean of K validations with
 --smooth; a run resumed from another's checkpoint shares its log up to that step). ``val/detail``
 panels also draw each run's smooth-fill detail (``val/detail_fill``) dashed. Written to a temporary
 file, then renamed.
@@ -30,13 +30,16 @@ TITLES = {
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 300, 64, 16, 30, 36
 
 
-def read_curves(run: Path, key: str, from_step: int = 0, smooth: int = 1) -> list[tuple[int, float]]:
-    """(step, value) pairs of ``key`` in ``run/log.jsonl`` at steps ≥ ``from_step``, the last value per
-    step kept; with ``smooth`` > 1 each value is the mean of it and up to ``smooth`` − 1 before it."""
+def read_curves(
+    run: Path, key: str, from_step: int = 0, smooth: int = 1, to_step: int | None = None
+) -> list[tuple[int, float]]:
+    """(step, value) pairs of ``key`` in ``run/log.jsonl`` at steps from ``from_step`` to ``to_step``,
+    the last value per step kept; with ``smooth`` > 1 each value is the mean of it and up to
+    ``smooth`` − 1 before it."""
     points: dict[int, float] = {}
     for line in (run / "log.jsonl").read_text().splitlines():
         row = json.loads(line)
-        if key in row and int(row["step"]) >= from_step:
+        if key in row and from_step <= int(row["step"]) <= (to_step if to_step is not None else row["step"]):
             points[int(row["step"])] = float(row[key])
     pairs = sorted(points.items())
     out = []
@@ -51,13 +54,15 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + i * step for i in range(n)]
 
 
-def panel(runs: list[tuple[Path, str]], key: str, from_step: int = 0, smooth: int = 1) -> Image.Image:
+def panel(
+    runs: list[tuple[Path, str]], key: str, from_step: int = 0, smooth: int = 1, to_step: int | None = None
+) -> Image.Image:
     """One chart of ``key`` for every run, W×H pixels."""
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
 
     def curve(run: Path, name: str) -> list[tuple[int, float]]:
-        return read_curves(run, name, from_step, smooth)
+        return read_curves(run, name, from_step, smooth, to_step)
 
     series = [(curve(run, key), COLOURS[i % len(COLOURS)], False) for i, (run, _) in enumerate(runs)]
     if key == "val/detail":
@@ -112,7 +117,12 @@ def panel(runs: list[tuple[Path, str]], key: str, from_step: int = 0, smooth: in
 
 
 def plot(
-    runs: list[tuple[Path, str]], keys: list[str], out: Path, from_step: int = 0, smooth: int = 1
+    runs: list[tuple[Path, str]],
+    keys: list[str],
+    out: Path,
+    from_step: int = 0,
+    smooth: int = 1,
+    to_step: int | None = None,
 ) -> None:
     """Panels stacked vertically with a legend on top; written atomically to ``out`` (PNG)."""
     legend_h = 18 * len(runs) + 8
@@ -123,7 +133,7 @@ def plot(
         d.rectangle([PAD_L, 6 + 18 * i, PAD_L + 20, 16 + 18 * i], fill=colour)
         d.text((PAD_L + 28, 5 + 18 * i), label, fill="black")
     for j, key in enumerate(keys):
-        sheet.paste(panel(runs, key, from_step, smooth), (0, legend_h + H * j))
+        sheet.paste(panel(runs, key, from_step, smooth, to_step), (0, legend_h + H * j))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image_atomic(sheet, out)  # temporary file, then rename
 
@@ -134,6 +144,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--keys", default="val/gain_hole_db,val/detail,val/sample_diff")
     ap.add_argument("--from-step", type=int, default=0, help="draw steps from this one on")
+    ap.add_argument("--to-step", type=int, default=None, help="draw steps up to this one")
     ap.add_argument("--smooth", type=int, default=1, help="moving mean over this many validations")
     args = ap.parse_args()
     runs = []
@@ -142,7 +153,7 @@ def main() -> None:
         if not (Path(path) / "log.jsonl").is_file():
             raise SystemExit(f"plot_curves: {path} has no log.jsonl")
         runs.append((Path(path), label or Path(path).name))
-    plot(runs, [k for k in args.keys.split(",") if k], args.out, args.from_step, args.smooth)
+    plot(runs, [k for k in args.keys.split(",") if k], args.out, args.from_step, args.smooth, args.to_step)
     print(f"wrote {args.out}")
 
 

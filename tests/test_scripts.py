@@ -57,11 +57,18 @@ def test_plot_curves_reads_a_step_range_smooths_and_writes_a_png(tmp_path: Path)
         (300, 0.2),
         (400, 0.6),
     ]
+    assert plot_curves.read_curves(run, "val/gain_hole_db", to_step=300) == [
+        (100, 0.1),
+        (200, 0.3),
+        (300, 0.2),
+    ]
     smooth = plot_curves.read_curves(run, "val/gain_hole_db", from_step=200, smooth=2)
     assert [s for s, _ in smooth] == [200, 300, 400]
     assert [round(v, 6) for _, v in smooth] == [0.3, 0.25, 0.4]
     out = tmp_path / "curves.png"
     cmd = [sys.executable, str(ROOT / "scripts" / "plot_curves.py"), f"{run}=A", "--out", str(out)]
-    result = subprocess.run([*cmd, "--from-step", "200", "--smooth", "2"], capture_output=True, text=True)
+    result = subprocess.run(
+        [*cmd, "--from-step", "200", "--to-step", "300", "--smooth", "2"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size[0] == plot_curves.W
