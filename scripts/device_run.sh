@@ -14,7 +14,7 @@
 #      timing, added to the same file under "prefill")
 #   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) from scratch at
 #      256² crops in bf16 + channels_last until the time left (--time-limit), checkpointed about every
-#      minute (the rehearsal: the same preset at 32², 6 steps); a background loop turns the run's
+#      minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
 #      latest state.pt into OUTDIR files every CONVERT_EVERY seconds
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
 # OUTDIR holds at most 8 plain files, none over 16 MB, each replaced atomically as the run goes:
@@ -91,7 +91,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-if [ "$REHEARSE" = 1 ]; then  # CPU, the tiny preset, tiny sizes, a few steps
+if [ "$REHEARSE" = 1 ]; then  # CPU, tiny sizes, a few steps (bench rows: the tiny preset)
     MODE=rehearsal
     BUDGET=${BUDGET:-90}
     T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10

@@ -36,15 +36,17 @@ def read_curves(
     """(step, value) pairs of ``key`` in ``run/log.jsonl`` at steps from ``from_step`` to ``to_step``,
     the last value per step kept; with ``smooth`` > 1 each value is the mean of it and up to
     ``smooth`` − 1 before it."""
+    last = float("inf") if to_step is None else to_step
     points: dict[int, float] = {}
     for line in (run / "log.jsonl").read_text().splitlines():
         row = json.loads(line)
-        if key in row and from_step <= int(row["step"]) <= (to_step if to_step is not None else row["step"]):
+        if key in row and from_step <= int(row["step"]) <= last:
             points[int(row["step"])] = float(row[key])
     pairs = sorted(points.items())
+    width = max(smooth, 1)
     out = []
     for i, (step, _) in enumerate(pairs):
-        window = [v for _, v in pairs[max(0, i - max(smooth, 1) + 1) : i + 1]]
+        window = [v for _, v in pairs[max(0, i - width + 1) : i + 1]]
         out.append((step, sum(window) / len(window)))
     return out
 

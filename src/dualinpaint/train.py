@@ -773,15 +773,23 @@ def train(
         )
 
 
-def _config_changes(old: Config, new: Config) -> list[str]:
-    """``section.key old → new`` for every value that differs between two configs."""
-    a, b = old.to_dict(), new.to_dict()
-    return [
+def _check_resumed_config(stored: Config, cfg: Config, out_dir: Path, dist: DistInfo) -> None:
+    """A resumed run keeps its network (ValueError otherwise); every other changed value is printed
+    (rank 0), ``section.key old → new``, since the run is then no longer an exact continuation."""
+    if cfg.model != stored.model:
+        raise ValueError(
+            f"--resume: the model config differs from the run's in {out_dir}; "
+            "the network cannot change on resume: drop the model.* changes or start a new run (--init)"
+        )
+    a, b = stored.to_dict(), cfg.to_dict()
+    changed = [
         f"{section}.{key} {a[section][key]!r} → {b[section][key]!r}"
         for section in a
         for key in a[section]
         if a[section][key] != b[section][key]
     ]
+    if changed and dist.is_main:
+        print(f"--resume with a changed config (no longer an exact continuation): {', '.join(changed)}")
 
 
 def _train(
@@ -815,14 +823,7 @@ def _train(
             ckpt.remove_stale_temporaries(out_dir)  # left by a process killed while writing
         stored = Config.from_dict(state["config"])
         cfg = (cfg or stored).with_overrides(overrides)
-        if cfg.model != stored.model:
-            raise ValueError(
-                f"--resume: the model config differs from the run's in {out_dir}; "
-                "the network cannot change on resume: drop the model.* changes or start a new run (--init)"
-            )
-        changed = _config_changes(stored, cfg)
-        if changed and dist.is_main:
-            print(f"--resume with a changed config (no longer an exact continuation): {', '.join(changed)}")
+        _check_resumed_config(stored, cfg, out_dir, dist)
         run_info = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").exists() else {}
         data = data or run_info.get("data")
         val = val or run_info.get("val")
@@ -830,7 +831,8 @@ def _train(
         init_record = {k: run_info[k] for k in ("init", "init_loaded") if k in run_info}
     if cfg is None or data is None:
         raise ValueError("train needs a config and a data source (or --resume on an existing run)")
-    cfg = cfg if resume else cfg.with_overrides(overrides)
+    if not resume:
+        cfg = cfg.with_overrides(overrides)
     total_steps = steps or cfg.train.steps
     dev = torch.device(device) if device else torch.device("cpu")
     trainer = make_trainer(cfg, dev, dist)
