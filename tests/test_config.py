@@ -34,6 +34,20 @@ def test_overrides_apply_and_type_check(tiny_cfg: Config) -> None:
     assert tiny_cfg.model.ngf == 8  # the original is untouched
 
 
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path) -> None:
+    """PyYAML reads ``3e-5`` (YAML 1.1 wants ``3.0e-5``) as a string; float fields take it as a number,
+    from --set and from a file, and a non-number is still refused."""
+    cfg = load_config("tiny").with_overrides(["optim.lr_g=3e-5", "optim.lr_d=2E-4", "loss.lambda_gp=1e1"])
+    assert (cfg.optim.lr_g, cfg.optim.lr_d, cfg.loss.lambda_gp) == (3e-5, 2e-4, 10.0)
+    p = tmp_path / "c.yaml"
+    p.write_text("optim: {lr_g: 5e-5}\n")
+    assert load_config(p).optim.lr_g == 5e-5
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_config("tiny").with_overrides(["optim.lr_g=3e-5x"])
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_config("tiny").with_overrides(["model.ngf=1e1"])  # an integer field takes no exponent
+
+
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [

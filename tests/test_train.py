@@ -275,6 +275,25 @@ def test_resume_with_overrides_branches_the_run_and_says_what_changed(
     assert "changed config" not in capsys.readouterr().out  # nothing changed this time: nothing said
 
 
+def test_resume_with_optim_overrides_reaches_the_optimisers(
+    tmp_path: Path, tiny_cfg: Config, photo_dir: Path
+) -> None:
+    """--resume --set optim.lr_g/lr_d/beta2: Adam's saved state holds the old values; the new ones must
+    be the ones the continued run steps with (and saves), its moments carried on."""
+    cfg = fast_tiny(tiny_cfg, "train.ckpt_every=2")
+    train(cfg, photo_dir, tmp_path / "run", steps=2, progress=False)
+    old = ckpt.load_state(tmp_path / "run")
+    assert old["opt_g"]["param_groups"][0]["lr"] == cfg.optim.lr_g != 3e-5
+    sets = ["optim.lr_g=3e-5", "optim.lr_d=2e-5", "optim.beta2=0.95"]
+    train(None, None, tmp_path / "run", steps=3, resume=True, progress=False, overrides=sets)
+    state = ckpt.load_state(tmp_path / "run")
+    for name, lr in (("opt_g", 3e-5), ("opt_d", 2e-5)):
+        for group in state[name]["param_groups"]:
+            assert group["lr"] == lr and tuple(group["betas"]) == (cfg.optim.beta1, 0.95)
+    moments = state["opt_g"]["state"][0]["step"], old["opt_g"]["state"][0]["step"]
+    assert float(moments[0]) == float(moments[1]) + 1  # Adam's moments continued, not restarted
+
+
 def test_interrupted_checkpoint_write_keeps_previous(
     tmp_path: Path, tiny_cfg: Config, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -366,6 +367,10 @@ class Config:
         return Config.from_dict(data)
 
 
+# a number in scientific notation that YAML 1.1 leaves a string: no dot in the mantissa (3e-5, 1E4)
+_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
     """Check ``value`` against a field annotation (given as a string or type); convert safe cases."""
     hint = annotation
@@ -380,6 +385,8 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
             raise ConfigError(f"{where} must be an integer")
         return value
     if hint is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # PyYAML (YAML 1.1) reads 3e-5, without a dot, as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where} must be a number")
         return float(value)

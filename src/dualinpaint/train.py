@@ -505,6 +505,14 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state()},
         }
 
+    def _apply_optim_config(self) -> None:
+        """Set both optimisers' learning rates and betas from this trainer's config (Adam's saved state
+        carries the values of the run that wrote it; a no-op when they are the same)."""
+        o = self.cfg.optim
+        for opt, lr in ((self.opt_g, o.lr_g), (self.opt_d, o.lr_d)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, (o.beta1, o.beta2)
+
     def load_state_dict(self, state: dict[str, Any]) -> dict[str, int]:
         """Restore from ``state_dict``; returns the data position to continue from."""
         self.net.load_state_dict(state["net"])
@@ -514,6 +522,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self._apply_optim_config()  # a resumed run's --set optim.* must reach the optimisers
         torch.set_rng_state(state["rng"]["torch"])
         self.step = int(state["step"])
         return {k: int(v) for k, v in state["position"].items()}
