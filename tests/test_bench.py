@@ -76,6 +76,22 @@ def test_auto_precision_follows_the_bf16_detection(forced: str, monkeypatch) -> 
         assert fast["variant"].endswith(", fp32)") and fast["max_abs_diff"] < 1e-4
 
 
+def test_texture_row_times_the_fast_path_plus_texture(capsys: pytest.CaptureFixture) -> None:
+    from dualinpaint.cli import main as cli_main
+
+    args = ["bench", "--config", "tiny", "--sizes", "48", "--runs", "1", "--warmup", "0", "--threads", "1"]
+    assert cli_main([*args, "--texture", "1.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 48² | fast path + texture 1.5 |" in printed
+    assert "differs from the fp32 fill by design" in printed
+    report = bench.run_bench(config="tiny", sizes=[48], runs=1, warmup=0, threads=1, texture=1.0)
+    rows = report["inference"]
+    assert [r["variant"] for r in rows][-1] == "fast path + texture 1"
+    assert rows[-1]["median_s"] > 0 and rows[-1]["texture"] == 1.0 and report["settings"]["texture"] == 1.0
+    with pytest.raises(ValueError, match="--texture -1"):
+        bench.run_bench(config="tiny", sizes=[48], runs=1, warmup=0, texture=-1)
+
+
 def test_bench_command_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("onnxruntime")
     out_json, out_md = tmp_path / "r" / "bench.json", tmp_path / "bench.md"

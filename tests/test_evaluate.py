@@ -445,28 +445,49 @@ def test_published_numbers_sit_beside_ours_and_a_bad_file_changes_nothing(setup,
     assert (run / ev.REPORT_MD).read_bytes() == before
 
 
+def _extra_row(prefill_run, out, label: str, **kw):
+    """Evaluate ``tinyfill`` on one image with an extra row (``adapt=`` or ``texture=``): the labels and
+    own-fill pairs must say so; returns (net, masked image, mask, image, that row in the centre bucket)."""
+    root = prefill_run["root"]
+    results = ev.evaluate(
+        root / "photos", root / "masks", out, models=[root / "tinyfill"], size=SIZE, limit=1, progress=False,
+        **kw,
+    )  # fmt: skip
+    assert [m["label"] for m in results["methods"]] == ["tinyfill", label, "tinyfill own fill"]
+    pairs = {(c["model"], c["own_fill"]) for c in results["contributions"]}
+    assert pairs == {("tinyfill", "tinyfill own fill"), (label, "tinyfill own fill")}
+    row = next(r for r in results["rows"] if r["method"] == label and r["bucket"] == "center")
+    image = ImageDataset(root / "photos", SIZE, train=False)[0]["image"][None]
+    mask = load_mask_set(root / "masks" / "center")[0][row["mask_index"]][None]
+    return load_model(root / "tinyfill")[0], image * (1 - mask), mask, image, row
+
+
+def test_texture_rows_are_the_fill_with_texture_and_their_own_contribution(prefill_run, tmp_path):
+    from dualinpaint.texture import transfer_texture
+
+    label = "tinyfill texture-1.5"
+    net, masked, mask, image, row = _extra_row(prefill_run, tmp_path / "tex", label, texture=1.5)
+    with torch.inference_mode():
+        expected = ev.score(transfer_texture(net.complete(masked, mask), mask, strength=1.5), image, mask)
+    assert {k: row[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
+    root = prefill_run["root"]
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="texture must be a number >= 0"):
+            ev.evaluate(
+                root / "photos", root / "masks", tmp_path / "bad", models=[root / "tinyfill"], texture=bad
+            )
+    assert not (tmp_path / "bad").exists()
+
+
 def test_adapt_rows_are_the_adapted_fill_with_their_own_contribution(prefill_run, tmp_path):
     from dualinpaint.adapt import adapt
 
-    root = prefill_run["root"]
-    results = ev.evaluate(
-        root / "photos", root / "masks", tmp_path / "adapt", models=[root / "tinyfill"], size=SIZE,
-        limit=1, adapt=2, progress=False,
-    )  # fmt: skip
-    labels = [m["label"] for m in results["methods"]]
-    assert labels == ["tinyfill", "tinyfill adapted-2", "tinyfill own fill"]
-    pairs = {(c["model"], c["own_fill"]) for c in results["contributions"]}
-    assert pairs == {("tinyfill", "tinyfill own fill"), ("tinyfill adapted-2", "tinyfill own fill")}
-    net = load_model(root / "tinyfill")[0]
-    dataset = ImageDataset(root / "photos", SIZE, train=False)
-    row = next(r for r in results["rows"] if r["method"] == "tinyfill adapted-2" and r["bucket"] == "center")
-    image = dataset[0]["image"][None]
-    mask = load_mask_set(root / "masks" / "center")[0][row["mask_index"]][None]
-    masked = image * (1 - mask)
+    net, masked, mask, image, row = _extra_row(prefill_run, tmp_path / "adapt", "tinyfill adapted-2", adapt=2)
     seed = ev._sample_seed(0, row["image_sha256"], row["mask_sha256"])
     with torch.inference_mode():
         expected = ev.score(adapt(net, masked, mask, steps=2, seed=seed).complete(masked, mask), image, mask)
     assert {k: row[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
+    root = prefill_run["root"]
     with pytest.raises(ValueError, match="adapt must be an int"):
         ev.evaluate(root / "photos", root / "masks", tmp_path / "bad", models=[root / "tinyfill"], adapt=-1)
     assert not (tmp_path / "bad").exists()

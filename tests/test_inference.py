@@ -16,6 +16,7 @@ from PIL import Image
 
 from dualinpaint.config import load_config
 from dualinpaint.generator import DualPathInpainter
+from dualinpaint.images import pil_to_tensor
 from dualinpaint.inference import Inpainter, dilate_mask, hole_boxes, mask_array
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -350,11 +351,12 @@ def test_cuda_without_cuda_is_a_one_line_error(
     assert "CUDA is not available" in stderr and stderr.count("\n") == 1
 
 
-def test_fill_command_passes_the_device(tmp_path, tiny_model_dir, monkeypatch) -> None:
+@pytest.fixture
+def loaded_with(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The keyword arguments the next ``Inpainter.from_pretrained`` calls get (the CLI's options)."""
     from dualinpaint import inference
-    from dualinpaint.cli import main
 
-    seen = {}
+    seen: dict = {}
     original = inference.Inpainter.from_pretrained.__func__
 
     def spy(cls, source="default", **kw):
@@ -362,9 +364,64 @@ def test_fill_command_passes_the_device(tmp_path, tiny_model_dir, monkeypatch) -
         return original(cls, source, **kw)
 
     monkeypatch.setattr(inference.Inpainter, "from_pretrained", classmethod(spy))
+    return seen
+
+
+def test_fill_command_passes_the_device(tmp_path, tiny_model_dir, loaded_with) -> None:
+    from dualinpaint.cli import main
+
     photo(40, 32).save(tmp_path / "a.png")
     box_mask(40, 32, (8, 8, 20, 20)).save(tmp_path / "m.png")
     out = tmp_path / "out.png"
     argv = ["fill", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o", str(out)]
     assert main([*argv, "--model", str(tiny_model_dir), "--device", "cpu", "--quiet"]) == 0
-    assert seen["device"] == "cpu" and out.is_file()
+    assert loaded_with["device"] == "cpu" and out.is_file()
+
+
+def textured_photo(size: int = 96, seed: int = 0) -> Image.Image:
+    """A smooth gradient with fine grain: the texture a smooth fill loses."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(40, 200, size)
+    base = ramp[None, :, None] * 0.7 + ramp[:, None, None] * 0.3
+    grain = rng.normal(0, 18, (size, size, 3))
+    return Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8), "RGB")
+
+
+def test_texture_adds_the_photos_grain_inside_the_hole_only() -> None:
+    """The shipped model fills smoothly; ``texture`` adds grain copied from around the hole, changes
+    nothing outside it, and gives differently textured samples where the latent alone gives alike ones."""
+    from dualinpaint.metrics import detail_ratio
+
+    image, mask = textured_photo(), box_mask(96, 96, (24, 24, 72, 72))
+    plain = Inpainter.from_pretrained("default")
+    textured = Inpainter.from_pretrained("default", texture=1.0)
+    smooth, grainy = plain(image, mask), textured(image, mask)
+    hole = hole_of(mask)
+    assert not changed(image, grainy)[~hole].any()
+    assert textured(image, mask).tobytes() == grainy.tobytes()  # deterministic without a seed
+    assert plain.fill(image, mask, texture=1.0)[0].tobytes() == grainy.tobytes()  # per call
+    assert textured.fill(image, mask, texture=0)[0].tobytes() == smooth.tobytes()
+    truth = pil_to_tensor(image)
+    m = torch.from_numpy(hole)[None, None].float()
+    d_smooth = float(detail_ratio(pil_to_tensor(smooth), truth, m))
+    d_grainy = float(detail_ratio(pil_to_tensor(grainy), truth, m))
+    assert d_grainy > d_smooth + 0.25, (d_smooth, d_grainy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the texture differs per sample: no "samples look the same"
+        outs = textured.fill(image, mask, samples=2, seed=3)
+    assert outs[0].tobytes() != outs[1].tobytes()
+    with pytest.raises(ValueError, match="texture=-1 must be a number >= 0"):
+        Inpainter(plain.net, plain.cfg, texture=-1)
+
+
+def test_fill_command_passes_texture(tmp_path, tiny_model_dir, loaded_with) -> None:
+    from dualinpaint.cli import main
+
+    textured_photo(48).save(tmp_path / "a.png")
+    box_mask(48, 48, (12, 12, 36, 36)).save(tmp_path / "m.png")
+    argv = ["fill", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+    argv += ["--model", str(tiny_model_dir)]
+    assert main([*argv, "-o", str(tmp_path / "o.png"), "--quiet", "--texture"]) == 0
+    assert loaded_with["texture"] == 1.0 and (tmp_path / "o.png").is_file()
+    assert main([*argv, "-o", str(tmp_path / "p.png"), "--quiet", "--texture", "0.5"]) == 0
+    assert loaded_with["texture"] == 0.5

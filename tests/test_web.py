@@ -143,6 +143,18 @@ def test_format_json_for_one_sample_and_format_errors(client):
     assert post(client, params={"format": "gif"}).status_code == 422
 
 
+def test_texture_changes_only_the_hole_and_is_deterministic(client):
+    plain = np.asarray(decode(post(client).content))
+    r = post(client, data={"texture": "1"})
+    assert r.status_code == 200, r.text
+    textured = np.asarray(decode(r.content))
+    src, hole = np.asarray(photo()), hole_bool()
+    assert np.array_equal(textured[~hole], src[~hole])
+    assert not np.array_equal(textured[hole], plain[hole])  # the checkerboard's edges come in
+    assert post(client, data={"texture": "1"}).content == r.content
+    assert post(client, data={"texture": "0"}).content == post(client).content
+
+
 def test_invert_and_dilate(client):
     normal = post(client)
     inverted = post(client, mask=png(mask_image(invert=True)), data={"invert": "true"})
@@ -341,7 +353,17 @@ def test_wrong_body_types_and_malformed_multipart(client):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("samples", "0"), ("samples", "9"), ("samples", "two"), ("dilate", "65"), ("invert", "maybe")],
+    [
+        ("samples", "0"),
+        ("samples", "9"),
+        ("samples", "two"),
+        ("dilate", "65"),
+        ("invert", "maybe"),
+        ("texture", "-1"),
+        ("texture", "2.5"),
+        ("texture", "nan"),
+        ("texture", "much"),
+    ],
 )
 def test_bad_option_values_are_422(client, field, value):
     r = post(client, data={field: value})

@@ -261,13 +261,15 @@ def bench_inference(
     precision: str = "auto",
     device: Any = "cpu",
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    texture: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rows of single-image inference timings: baseline, fast path, optionally compile and ONNX Runtime.
 
     ``precision`` (auto, fp32, bf16) is the fast path's, as ``Inpainter``'s: auto is bf16 only where
     ``device`` computes bf16 natively. ``device``: where the network (a copy of ``net`` when it lives
     elsewhere) and the inputs go; ONNX Runtime rows are skipped off the CPU. ``on_row`` is called with
-    each row as it is done."""
+    each row as it is done. ``texture`` > 0 adds a row: the fast path followed by
+    ``texture.transfer_texture`` at that strength (its output differs from the fp32 fill by design)."""
     import copy
 
     import torch
@@ -326,6 +328,13 @@ def bench_inference(
             dev.sync()
             extra = {"compile_s": time.perf_counter() - t0}
             variants.append(("torch.compile (fast path)", lambda f=compiled: fast_run(fn=f), extra))
+        if texture > 0:
+            from .texture import transfer_texture
+
+            def textured(image=image_cl, hole=hole) -> Any:
+                return transfer_texture(fast_run(image, hole).float(), hole, strength=texture)
+
+            variants.append((f"fast path + texture {texture:g}", textured, {"texture": texture}))
         if session is not None:
             variants.append(
                 (
@@ -615,12 +624,14 @@ def run_bench(
     precision: str = "auto",
     device: Any = "cpu",
     on_update: Callable[[dict[str, Any]], None] | None = None,
+    texture: float = 0.0,
 ) -> dict[str, Any]:
     """Everything ``dualinpaint bench`` measures, as one JSON-ready dict. ``precision`` (auto, fp32,
     bf16) is the fast path's and the fast training row's (auto: bf16 only where ``device`` computes it
     natively). ``device``: where inference, the photo case's torch runtime and training run (cpu,
     cuda, cuda:N; ONNX Runtime rows are skipped off the CPU, with a note). ``train_config``: a preset,
-    or several separated by commas. ``on_update`` is called with the report so far after every row."""
+    or several separated by commas. ``texture`` > 0: also time the fast path plus texture transfer at
+    that strength. ``on_update`` is called with the report so far after every row."""
     import torch
 
     from .fastpath import resolve_precision, set_threads
@@ -632,6 +643,8 @@ def run_bench(
         raise ValueError(f"--runs {runs} must be >= 1, --warmup {warmup} >= 0 and --batch {batch} >= 1")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads {threads} must be >= 1")
+    if not 0 <= texture < float("inf"):
+        raise ValueError(f"--texture {texture} must be a number >= 0")
     presets = [p.strip() for p in str(train_config).split(",") if p.strip()]
     if train and not presets:
         raise ValueError(f"--train-config {train_config!r} must name a preset, e.g. photo or photo,paper")
@@ -663,6 +676,7 @@ def run_bench(
             "threads": torch.get_num_threads(),
             "precision": resolved,
             "device": str(dev),
+            "texture": texture,
             "notes": notes,
         },
         "inference": [],
@@ -689,6 +703,7 @@ def run_bench(
         precision=resolved,
         device=dev,
         on_row=collect("inference"),
+        texture=texture,
     )
     del net
     if photo:
@@ -766,6 +781,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             note.append(f"export {r['export_s']:.1f} s, dynamic shape")
             if r.get("prefill_in_torch"):
                 note.append("smooth fill in PyTorch")
+        if r.get("texture"):
+            note.append("adds texture: differs from the fp32 fill by design")
         if r.get("peak_gpu_mb") is not None:
             note.append(f"peak GPU {r['peak_gpu_mb']:.0f} MB")
         lines.append(
@@ -844,6 +861,7 @@ def bench_command(args: Any) -> int:
         precision=args.precision,
         device=getattr(args, "device", "cpu"),
         on_update=write_json if args.json else None,
+        texture=getattr(args, "texture", 0.0),
     )
     text = to_markdown(report)
     print(text, end="")
@@ -868,6 +886,13 @@ def add_bench_arguments(parser: Any) -> None:
     p.add_argument("--sizes", default="256,512,1024", help="inference sizes (default 256,512,1024)")
     p.add_argument("--runs", type=int, default=5, help="timed runs per row (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    p.add_argument(
+        "--texture",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also time the fast path followed by texture transfer at strength S (fill --texture)",
+    )
     p.add_argument("--train", action="store_true", help="also time training steps")
     p.add_argument(
         "--train-config",

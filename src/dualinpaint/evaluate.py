@@ -425,7 +425,9 @@ def _model_label(source: PathLike, weights: Path) -> str:
     return weights.stem if weights.stem != "model" else weights.resolve().parent.name
 
 
-def _model_methods(source: PathLike, best_of: int, adapt_steps: int = 0) -> list[Method]:
+def _model_methods(
+    source: PathLike, best_of: int, adapt_steps: int = 0, texture: float = 0.0
+) -> list[Method]:
     import torch
 
     from .baseline_models import display_name
@@ -494,6 +496,26 @@ def _model_methods(source: PathLike, best_of: int, adapt_steps: int = 0) -> list
                 "model",
                 adapted,
                 {**info, "adapt_steps": adapt_steps, "adapt_lr": DEFAULT_LR, "adapt_batch": DEFAULT_BATCH},
+                own_fill=methods[0].own_fill,
+            )
+        )
+    if texture > 0:
+        from .texture import TEXTURE_VERSION, transfer_texture
+
+        def textured(
+            image: torch.Tensor, mask: torch.Tensor, seed: int, target: torch.Tensor
+        ) -> tuple[torch.Tensor, dict]:
+            del seed, target
+            with torch.inference_mode():
+                return transfer_texture(net.complete(image, mask), mask, strength=texture), {}
+
+        methods.append(
+            Method(
+                f"{label} texture-{texture:g}",
+                f"model:{weights_sha}:prior-mean:texture-v{TEXTURE_VERSION}-{texture:g}",
+                "model",
+                textured,
+                {**info, "texture": texture, "texture_version": TEXTURE_VERSION},
                 own_fill=methods[0].own_fill,
             )
         )
@@ -1041,6 +1063,7 @@ def evaluate(
     command: Sequence[str] | None = None,
     published: PathLike | None = None,
     adapt: int = 0,
+    texture: float = 0.0,
 ) -> dict:
     """Evaluate ``models`` and ``baselines`` on the images ``data`` with the mask protocol ``masks``.
 
@@ -1065,6 +1088,8 @@ def evaluate(
             ours, labelled as not re-run; read before anything runs, so a bad file changes nothing.
         adapt: > 0 adds a row ``"<label> adapted-N"`` per dual-path model: the deterministic fill after N
             steps of per-photo adaptation (:func:`dualinpaint.adapt.adapt`, seeded per image from ``seed``).
+        texture: > 0 adds a row ``"<label> texture-S"`` per model: the deterministic fill with texture
+            transferred from the known region at strength S (:func:`dualinpaint.texture.transfer_texture`).
 
     Returns the content of ``results.json``: ``{protocol, software, command, args, methods, aggregates,
     rows, paths}``. Rows are ordered by bucket, method, image.
@@ -1093,6 +1118,7 @@ def evaluate(
             command=command,
             published=read_published(published) if published is not None else None,
             adapt=adapt,
+            texture=texture,
         )
     finally:
         torch.set_num_threads(previous)
@@ -1115,6 +1141,7 @@ def _evaluate(
     command: Sequence[str] | None,
     published: dict | None,
     adapt: int = 0,
+    texture: float = 0.0,
 ) -> dict:
     from tqdm import tqdm
 
@@ -1137,6 +1164,10 @@ def _evaluate(
         raise ValueError(f"adapt must be an int >= 0, got {adapt!r}")
     if adapt and not models:
         raise ValueError("adapt needs at least one model (baselines are not trained)")
+    if isinstance(texture, bool) or not isinstance(texture, int | float) or not 0 <= texture < math.inf:
+        raise ValueError(f"texture must be a number >= 0, got {texture!r}")
+    if texture and not models:
+        raise ValueError("texture needs at least one model (it is added to a model's fill)")
 
     buckets, masks_info = load_protocol(masks)
     for b in buckets:
@@ -1149,7 +1180,7 @@ def _evaluate(
     base_methods = [_baseline_method(name) for name in baseline_names]
     methods: list[Method] = []
     for source in models:
-        methods += _model_methods(source, best_of, adapt)
+        methods += _model_methods(source, best_of, adapt, texture)
     methods += base_methods
     _unique_labels(methods)
     dataset = _load_data(data, size, limit)
@@ -1299,6 +1330,7 @@ def _evaluate(
             "size": size,
             "best_of": best_of,
             "adapt": adapt,
+            "texture": texture,
             "seed": seed,
             "limit": limit,
             "save_outputs": save_outputs,
@@ -1380,6 +1412,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STEPS",
         help="also report each model after STEPS steps of per-photo adaptation (separate rows)",
     )
+    parser.add_argument(
+        "--texture",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also report each model with texture transferred from the known region at strength S "
+        "(separate rows)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the best-of-K sampling and adaptation")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     parser.add_argument(
@@ -1419,6 +1459,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             command=["dualinpaint", *sys.argv[1:]],
             published=args.published,
             adapt=args.adapt,
+            texture=args.texture,
         )
     except ImportError as err:
         print(f"dualinpaint: error: {err}", file=sys.stderr)

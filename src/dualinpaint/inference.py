@@ -77,6 +77,10 @@ class Inpainter:
     ``adapt_steps`` > 0: before each window is filled, a copy of the network is fine-tuned for that many
     steps on the window's own known pixels (``adapt.adapt``, learning rate ``adapt_lr``; seeded, so
     reproducible) and fills that window; seconds per window on a CPU. Needs ``runtime="torch"``.
+    ``texture`` > 0: after the network, texture copied from the window's own known region is added
+    inside the hole at this strength (``texture.transfer_texture``; 1 = the energy of the hole's
+    surroundings), at the window's full resolution on the CPU; samples drawn with a generator get
+    different texture. Not part of the ONNX graph; it runs after either runtime.
     ``self.net`` is the network that runs (the fast copy, on ``self.device``); the ``net`` passed in is
     not modified.
     """
@@ -97,6 +101,7 @@ class Inpainter:
         device: str | torch.device | None = None,
         adapt_steps: int = 0,
         adapt_lr: float | None = None,
+        texture: float = 0.0,
     ) -> None:
         from .adapt import DEFAULT_BATCH, DEFAULT_LR, check_adapt_options
         from .fastpath import prepare_for_inference, resolve_precision, set_threads
@@ -118,6 +123,7 @@ class Inpainter:
         if adapt_steps and cfg.model.family != "dualpath":
             raise ValueError(f"adapt_steps > 0 needs a dual-path model; this one is {cfg.model.family!r}")
         self.adapt_steps = adapt_steps
+        self.texture = _check_texture(texture)
         self.cfg = cfg
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
@@ -177,6 +183,7 @@ class Inpainter:
         dilate: int = 0,
         invert: bool = False,
         feather: int = 0,
+        texture: float | None = None,
     ) -> list[Image.Image]:
         """Fill the holes of ``image`` (any size); returns ``samples`` images of the same size.
 
@@ -190,13 +197,15 @@ class Inpainter:
         its RGB/RGBA conversion for converted modes). A mask with no hole returns unchanged copies.
         ``dilate``: grow the hole by this many px first. ``feather``: blend over this many px inside the
         hole's border (this mixes in the original hole content there; combine with ``dilate``).
-        ``invert``: black = hole. Pass images opened with ``images.open_image`` (EXIF orientation applied).
+        ``invert``: black = hole. ``texture``: this call's texture strength (None: the Inpainter's).
+        Pass images opened with ``images.open_image`` (EXIF orientation applied).
         """
         import torch
 
         _check_image(image)
         if samples < 1 or dilate < 0 or feather < 0:
             raise ValueError(f"samples={samples} must be >= 1, dilate={dilate} and feather={feather} >= 0")
+        strength = self.texture if texture is None else _check_texture(texture)
         hole = mask_array(mask, image.size, invert=invert)
         if not hole.any():
             warnings.warn("mask has no hole; nothing to fill", stacklevel=2)
@@ -225,7 +234,7 @@ class Inpainter:
                 inside = hole[y0:y1, x0:x1]
                 weight = _feather_weights(hole, win, feather) if feather else None
                 for out, filled in zip(
-                    outs, self._fill_window(rgb, hole, win, samples, generator), strict=True
+                    outs, self._fill_window(rgb, hole, win, samples, generator, strength), strict=True
                 ):
                     region = out[y0:y1, x0:x1]
                     if weight is not None:
@@ -269,9 +278,16 @@ class Inpainter:
             )
 
     def _fill_window(
-        self, rgb: np.ndarray, hole: np.ndarray, win: Box, samples: int, generator: torch.Generator | None
+        self,
+        rgb: np.ndarray,
+        hole: np.ndarray,
+        win: Box,
+        samples: int,
+        generator: torch.Generator | None,
+        texture: float = 0.0,
     ) -> Iterator[np.ndarray]:
-        """Run the net on one window; yields ``samples`` fills as uint8 arrays of the window's size."""
+        """Run the net on one window; yields ``samples`` fills as uint8 arrays of the window's size, with
+        texture added at strength ``texture`` (0 = none)."""
         import torch
         import torch.nn.functional as F
 
@@ -314,6 +330,8 @@ class Inpainter:
             arr = arr.permute(1, 2, 0).numpy()
             if scale < 1.0:
                 arr = np.asarray(Image.fromarray(arr).resize((ww, wh), Image.Resampling.BICUBIC))
+            if texture > 0:
+                arr = _add_texture(rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1], arr, texture, generator)
             yield arr
 
     # ------------------------------------------------------------------------------------ execution
@@ -372,6 +390,35 @@ class Inpainter:
 
 
 # ----------------------------------------------------------------------------------------------- devices
+
+
+def _check_texture(texture: Any) -> float:
+    """``texture`` as a float; ValueError (one line) unless it is a finite number >= 0."""
+    if isinstance(texture, bool) or not isinstance(texture, int | float) or not 0 <= texture < math.inf:
+        raise ValueError(f"texture={texture!r} must be a number >= 0 (0 = off, 1 = full)")
+    return float(texture)
+
+
+def _add_texture(
+    known: np.ndarray,
+    hole: np.ndarray,
+    filled: np.ndarray,
+    strength: float,
+    generator: torch.Generator | None,
+) -> np.ndarray:
+    """``filled`` (uint8 H×W×3, one window's fill) with texture copied from ``known`` (the window's
+    pixels) added inside ``hole`` (bool H×W) at ``strength`` (``texture.transfer_texture``, on the CPU);
+    uint8 H×W×3."""
+    import torch
+
+    from .texture import transfer_texture
+
+    both = np.where(hole[..., None], filled, known)
+    image = torch.from_numpy(np.ascontiguousarray(both)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    mask = torch.from_numpy(hole)[None, None].float()
+    out = transfer_texture(image, mask, strength=strength, generator=generator)
+    out = out[0].add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    return out.permute(1, 2, 0).numpy()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -715,8 +762,8 @@ def run_fill(
     Writing onto an input or mask is refused unless ``overwrite``. Bad files in a folder are listed on
     stderr (one line each) and the rest are still filled. ``model``: an ``Inpainter`` or a model source
     (then ``margin``, ``working_size`` and ``speed`` — ``runtime``, ``precision``, ``compile``,
-    ``threads``, ``device``, ``adapt_steps``, see ``Inpainter`` — configure the loaded one). Warnings are
-    printed one line each.
+    ``threads``, ``device``, ``adapt_steps``, ``texture``, see ``Inpainter`` — configure the loaded
+    one). Warnings are printed one line each.
     """
     from .images import list_images
 
@@ -990,6 +1037,17 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the network on the photo's own known pixels for STEPS steps before filling each "
         "hole (per-photo adaptation; about 30 steps, seconds per hole on a CPU; default 0 = off)",
     )
+    p.add_argument(
+        "--texture",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="S",
+        help="add texture copied from the photo's own known region to the fill of large holes, at "
+        "strength S (default 1 when given; 0 = off, the default); with --samples each fill gets "
+        "different texture",
+    )
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_speed_arguments(p)
@@ -1048,6 +1106,7 @@ def fill_command(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=getattr(args, "device", "cpu"),
         adapt_steps=args.adapt,
+        texture=args.texture,
     )
 
 

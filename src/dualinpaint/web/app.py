@@ -5,7 +5,8 @@
     GET  /api/health       {"status": "ok", "model": …, "version": …, "limits": {…}}
     GET  /api/models       {"loaded": …, "packaged": […]}
     POST /api/inpaint      multipart: image file, mask file (white = hole), optional samples, seed, dilate,
-                           feather, invert → image/png (one sample) or JSON {"images": [base64 PNG, …]}
+                           feather, invert, texture → image/png (one sample) or JSON {"images": [base64
+                           PNG, …]}
     GET  /openapi.json     the schema; GET /docs renders it with Swagger UI, served from the installed
                            swagger-ui-bundle package (offline; without that package FastAPI's CDN page)
 
@@ -37,6 +38,7 @@ from .uploads import (
     bool_field,
     decode_upload,
     encode_png,
+    float_field,
     header_value,
     int_field,
     size_text,
@@ -53,6 +55,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 MAX_SAMPLES = 8
 MAX_DILATE = 64
 MAX_FEATHER = 64
+MAX_TEXTURE = 2.0
 WARNINGS_HEADER = "X-Dualinpaint-Warnings"
 STATIC_DIR = Path(__file__).parent / "static"
 INSTALL_HINT = "the web server needs FastAPI and uvicorn: pip install 'dualinpaint[web]'"
@@ -125,6 +128,13 @@ _REQUEST_BODY = {
                     "dilate": {"type": "integer", "minimum": 0, "maximum": MAX_DILATE, "default": 0},
                     "feather": {"type": "integer", "minimum": 0, "maximum": MAX_FEATHER, "default": 0},
                     "invert": {"type": "boolean", "default": False, "description": "mask is black = hole"},
+                    "texture": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": MAX_TEXTURE,
+                        "default": 0,
+                        "description": "add texture copied from around the hole at this strength (1 = full)",
+                    },
                 },
             }
         }
@@ -186,6 +196,7 @@ def create_app(
         "max_pixels": max_pixels,
         "max_samples": MAX_SAMPLES,
         "max_dilate": MAX_DILATE,
+        "max_texture": MAX_TEXTURE,
         "workers": workers,
     }
 
@@ -320,6 +331,7 @@ def create_app(
             "dilate": int_field(form, "dilate", 0, 0, MAX_DILATE),
             "feather": int_field(form, "feather", 0, 0, MAX_FEATHER),
             "invert": bool_field(form, "invert"),
+            "texture": float_field(form, "texture", 0.0, 0.0, MAX_TEXTURE),
         }
         if format == "png" and samples > 1:
             raise UploadError(422, "format=png returns one image: ask for samples=1 or format=json")

@@ -109,20 +109,42 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def int_field(form: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
-    """Form field ``name`` as an int in [lo, hi] (``default`` when absent or blank); else a 422."""
+def _number_text(form: Any, name: str) -> str | None:
+    """Form field ``name`` stripped, None when absent or blank; a 422 when it is a file."""
     raw = form.get(name)
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
-        return default
+        return None
     if not isinstance(raw, str):
         raise UploadError(422, f"{name} must be a number, not a file")
+    return raw.strip()
+
+
+def int_field(form: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
+    """Form field ``name`` as an int in [lo, hi] (``default`` when absent or blank); else a 422."""
+    text = _number_text(form, name)
+    if text is None:
+        return default
     try:
-        value = int(raw.strip())
+        value = int(text)
     except ValueError:
-        raise UploadError(422, f"{name} must be a whole number, got {raw[:40]!r}") from None
+        raise UploadError(422, f"{name} must be a whole number, got {text[:40]!r}") from None
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise UploadError(422, f"{name} must be {bound}, got {value}")
+    return value
+
+
+def float_field(form: Any, name: str, default: float, lo: float, hi: float) -> float:
+    """Form field ``name`` as a finite number in [lo, hi] (``default`` when absent or blank); else a 422."""
+    text = _number_text(form, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UploadError(422, f"{name} must be a number, got {text[:40]!r}") from None
+    if not lo <= value <= hi:  # NaN fails too
+        raise UploadError(422, f"{name} must be between {lo:g} and {hi:g}, got {text[:40]}")
     return value
 
 

@@ -16,7 +16,7 @@
     file: $("file-input"), maskInput: $("mask-input"), maskDownload: $("mask-download"),
     brush: $("brush-btn"), eraser: $("eraser-btn"), size: $("brush-size"), sizeValue: $("brush-size-value"),
     undo: $("undo-btn"), redo: $("redo-btn"), clear: $("clear-btn"),
-    dilate: $("dilate"), samples: $("samples"), seed: $("seed"),
+    dilate: $("dilate"), samples: $("samples"), seed: $("seed"), texture: $("texture"),
     inpaint: $("inpaint-btn"), busy: $("busy"), busyText: $("busy-text"), message: $("message"),
     modelInfo: $("model-info"), imageInfo: $("image-info"), resultInfo: $("result-info"),
     panels: $("panels"), editor: $("editor-panel"), drop: $("drop-zone"), wrap: $("canvas-wrap"),
@@ -363,6 +363,7 @@
       form.append("samples", String(samples));
       form.append("dilate", String(Math.max(0, Math.min(64, Number(el.dilate.value) || 0))));
       if (seed !== "") form.append("seed", seed);
+      if (el.texture.checked) form.append("texture", "1");
       const t0 = performance.now();
       let resp;
       try {
