@@ -37,10 +37,11 @@ class Recording:
     """Wraps the inpainter to keep the masks the server received."""
 
     def __init__(self, inner: Inpainter) -> None:
-        self.inner, self.masks = inner, []
+        self.inner, self.masks, self.options = inner, [], []
 
     def fill(self, image, mask, **kw):
         self.masks.append(mask.copy())
+        self.options.append(kw)
         return self.inner.fill(image, mask, **kw)
 
 
@@ -86,6 +87,13 @@ def test_page_brush_inpaint_download(tmp_path: Path):
         page.click("#undo-btn")
         page.click("#redo-btn")
         assert page.evaluate(state) == 1
+
+        # the Texture box asks for texture; unticked, none was asked for
+        assert model.options[0]["texture"] == 0.0
+        page.check("#texture")
+        page.click("#inpaint-btn")
+        page.wait_for_function("!document.getElementById('inpaint-btn').disabled")
+        assert len(model.options) == 2 and model.options[1]["texture"] == 1.0
 
         # a server error is shown as a readable message and the button comes back
         page.route(
