@@ -201,6 +201,10 @@ def test_demo(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture) ->
     assert f"wrote {path}" in capsys.readouterr().out
     sheet = Image.open(path)
     assert sheet.width > 3 * 256 and sheet.height > 3 * 256  # three columns, three sample rows
+    args = ["--model", str(model_dir), "-o", str(tmp_path / "tex"), "--texture"]
+    assert demo_command(parser.parse_args(args)) == 0
+    textured = Image.open(tmp_path / "tex" / "demo.png")
+    assert textured.size == sheet.size and textured.tobytes() != sheet.tobytes()  # the fills got texture
 
 
 def test_demo_without_packaged_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -914,11 +914,15 @@ def _overlay(image: Image.Image, hole: np.ndarray) -> Image.Image:
 
 
 def run_demo(
-    out_dir: str | os.PathLike | None = None, *, model: Inpainter | str | os.PathLike = "default"
+    out_dir: str | os.PathLike | None = None,
+    *,
+    model: Inpainter | str | os.PathLike = "default",
+    texture: float | None = None,
 ) -> Path:
     """Inpaint the bundled sample photos; writes ``demo.png`` (rows: input | mask overlay | result).
 
-    ``out_dir`` defaults to ``./dualinpaint-demo``. Returns the path written.
+    ``out_dir`` defaults to ``./dualinpaint-demo``. ``texture``: the fills' texture strength (None: the
+    Inpainter's, 0 for a loaded model). Returns the path written.
     """
     from .checkpoint import CheckpointError, packaged_models
     from .images import open_image, save_image_atomic
@@ -941,7 +945,7 @@ def run_demo(
     rows = []
     for photo in photos:
         image, mask = open_image(photo), open_image(photo.parent / f"{photo.stem}_mask.png")
-        result = inpainter(image, mask)
+        result = inpainter(image, mask, texture=texture)
         rows.append(
             [image.convert("RGB"), _overlay(image, mask_array(mask, image.size)), result.convert("RGB")]
         )
@@ -1037,7 +1041,14 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the network on the photo's own known pixels for STEPS steps before filling each "
         "hole (per-photo adaptation; about 30 steps, seconds per hole on a CPU; default 0 = off)",
     )
-    p.add_argument(
+    _add_texture_argument(p)
+    p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_speed_arguments(p)
+
+
+def _add_texture_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--texture",
         type=float,
         nargs="?",
@@ -1048,9 +1059,6 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         "strength S (default 1 when given; 0 = off, the default); with --samples each fill gets "
         "different texture",
     )
-    p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_speed_arguments(p)
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser, *, runtime_only: bool = False) -> None:
@@ -1112,6 +1120,7 @@ def fill_command(args: argparse.Namespace) -> int:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dualinpaint demo``."""
+    _add_texture_argument(parser)
     parser.add_argument(
         "--model", default="default", help="packaged model name, run folder or .safetensors file"
     )
@@ -1122,6 +1131,6 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo_command(args: argparse.Namespace) -> int:
     """``dualinpaint demo``: inpaint the bundled samples and say where the sheet went."""
-    path = run_demo(args.out, model=args.model)
+    path = run_demo(args.out, model=args.model, texture=args.texture)
     print(f"wrote {path}")
     return 0
