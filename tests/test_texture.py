@@ -29,6 +29,8 @@ def test_adds_detail_inside_the_hole_and_nothing_outside() -> None:
     out = transfer_texture(filled, mask)
     assert out.shape == filled.shape and out.dtype == filled.dtype
     assert torch.equal(out * (1 - mask), filled * (1 - mask))  # known pixels are untouched
+    loud = filled * 1.5  # out of range outside the hole: still untouched there (only the hole is clamped)
+    assert torch.equal(transfer_texture(loud, mask) * (1 - mask), loud * (1 - mask))
     before = float(detail_ratio(filled, photo, mask))
     after = float(detail_ratio(out, photo, mask))
     assert before < 0.4 and after > before + 0.2 and after < 1.6, (before, after)
@@ -94,6 +96,8 @@ def test_bad_strength_is_a_one_line_error(kwargs: dict, fragment: str) -> None:
         transfer_texture(filled, mask, **kwargs)
     with pytest.raises(ValueError, match="N×1×H×W"):
         transfer_texture(filled, mask[0])
+    with pytest.raises(ValueError, match="cell must be an int >= 2"):
+        transfer_texture(filled, mask, cell=1)
 
 
 def test_push_pull_keeps_known_values_and_fills_from_them() -> None:

@@ -10,12 +10,14 @@ copy whole patches:
    the fill).
 2. A few dozen candidate *offsets* are taken from the photo's self-similarity: the most frequent offsets
    from known cells to their nearest known look-alikes (at least ``MIN_SHIFT`` cells away), and the most
-   frequent offsets from hole cells to their nearest known look-alikes.
+   frequent offsets from hole cells to their nearest known look-alikes; plus shifts in the 8 compass
+   directions long enough to carry any hole cell out of the hole.
 3. Each hole cell gets one offset: the one whose source looks most like the cell's structure, smoothed
    over neighbours (a Potts model, a few sweeps of iterated conditional modes) so that neighbouring cells
    copy one contiguous region instead of repeating one source (which would tile the hole periodically).
-4. The high-pass of the photo (compressed above ``knee``, so strong edges do not come through as ghosts)
-   is pasted through the offsets with overlapping Hann windows, brought to the local texture energy of
+4. The high-pass of the photo (compressed above ``KNEE``, so strong edges do not come through as ghosts)
+   is pasted through the offsets with overlapping Hann windows (normalised so that neighbouring copies
+   from different places do not dip in amplitude between cells), brought to the local texture energy of
    the hole's surroundings (a push-pull fill of the known region's energy: a hole in a smooth sky gets
    none), faded in over ``cell`` px from the hole's border (thin strokes stay smooth), scaled by
    ``strength`` and added inside the hole.
@@ -229,6 +231,8 @@ def transfer_texture(
         )
     if not strength >= 0 or not math.isfinite(strength):
         raise ValueError(f"texture strength must be a finite number >= 0, got {strength!r}")
+    if cell is not None and (isinstance(cell, bool) or not isinstance(cell, int) or cell < 2):
+        raise ValueError(f"texture cell must be an int >= 2 (px) or None, got {cell!r}")
     if strength == 0 or not bool((mask > 0.5).any()):
         return image
     dtype = image.dtype
@@ -278,4 +282,5 @@ def transfer_texture(
     box = F.avg_pool2d(F.pad(m, (f_px, f_px, 0, 0), mode="replicate"), (1, 2 * f_px + 1), 1)
     box = F.avg_pool2d(F.pad(box, (0, 0, f_px, f_px), mode="replicate"), (2 * f_px + 1, 1), 1)
     fade = (2 * box - 1).clamp(0, 1)
-    return (x + m * fade * strength * gain * copied).clamp(-1, 1).to(dtype)
+    out = (x + fade * strength * gain * copied).clamp(-1, 1)
+    return torch.where(m > 0, out, x).to(dtype)  # outside the hole: the input, bit for bit
