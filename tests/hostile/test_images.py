@@ -143,8 +143,12 @@ MODE_OUT = {
 }
 
 
+TEXTURE = pytest.mark.parametrize("extra", [(), ("--texture",)], ids=["plain", "texture"])
+
+
+@TEXTURE
 @pytest.mark.parametrize("mode", list(MODE_OUT))
-def test_every_pillow_mode_is_filled(tmp_path, capsys, model_dir, mode):
+def test_every_pillow_mode_is_filled(tmp_path, capsys, model_dir, mode, extra):
     """Outcome: correct result (size kept, outside the hole identical, alpha kept, mode as documented)."""
     im, suffix, expected = _mode_image(mode)
     src = write(im, tmp_path / f"photo{suffix}")
@@ -154,7 +158,7 @@ def test_every_pillow_mode_is_filled(tmp_path, capsys, model_dir, mode):
         expected = np.asarray(stored.convert("RGB"))
     mask = write(mask_image(), tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    code, _, err = fill(capsys, model_dir, src, mask, out)
+    code, _, err = fill(capsys, model_dir, src, mask, out, *extra)
     assert code == 0, err
     assert err == ""
     result = Image.open(out)
@@ -216,18 +220,20 @@ def test_exif_rotated_jpeg_and_mask_are_both_turned(tmp_path, capsys, model_dir,
 # --------------------------------------------------------------------------------------------- geometry
 
 
-def test_one_by_one_image(tmp_path, capsys, model_dir):
+@TEXTURE
+def test_one_by_one_image(tmp_path, capsys, model_dir, extra):
     """Outcome: warning + result (the one pixel is the whole image: no context)."""
     src = write(Image.new("RGB", (1, 1), (200, 30, 40)), tmp_path / "dot.png")
     mask = write(Image.new("L", (1, 1), 255), tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    code, _, err = fill(capsys, model_dir, src, mask, out)
+    code, _, err = fill(capsys, model_dir, src, mask, out, *extra)
     assert code == 0
     assert_warning_lines(err, "whole image")
     assert Image.open(out).size == (1, 1)
 
 
-def test_three_by_five_thousand_image(tmp_path, capsys, model_dir):
+@TEXTURE
+def test_three_by_five_thousand_image(tmp_path, capsys, model_dir, extra):
     """Outcome: correct result on a 3 px wide, 5000 px tall strip."""
     rng = np.random.default_rng(1)
     arr = rng.integers(0, 256, (5000, 3, 3), dtype=np.uint8)
@@ -236,7 +242,7 @@ def test_three_by_five_thousand_image(tmp_path, capsys, model_dir):
     hole[2400:2460, 1] = True
     mask = write(Image.fromarray(hole.astype(np.uint8) * 255, "L"), tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    code, _, err = fill(capsys, model_dir, src, mask, out)
+    code, _, err = fill(capsys, model_dir, src, mask, out, *extra)
     assert code == 0, err
     assert_outside_identical(arr, np.asarray(Image.open(out).convert("RGB")), hole)
 

@@ -150,11 +150,13 @@ def test_all_zero_mask_through_the_api(inpainter):
     assert all(np.array_equal(np.asarray(r), np.asarray(image)) for r in results)
 
 
-def test_all_hole_mask_fills_and_warns(tmp_path, capsys, model_dir, src):
-    """Outcome: warning + result (no context at all: the fill is made from nothing, but it is made)."""
+@pytest.mark.parametrize("extra", [(), ("--texture",)], ids=["plain", "texture"])
+def test_all_hole_mask_fills_and_warns(tmp_path, capsys, model_dir, src, extra):
+    """Outcome: warning + result (no context at all: the fill is made from nothing, but it is made;
+    with --texture there is nothing to copy texture from, and that is no error)."""
     mask = write(Image.new("L", (W, H), 255), tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    code, _, err = fill(capsys, model_dir, src, mask, out)
+    code, _, err = fill(capsys, model_dir, src, mask, out, *extra)
     assert code == 0
     assert_warning_lines(err, "mask covers the whole image")
     result = rgb_of(out)
