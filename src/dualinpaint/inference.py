@@ -1041,13 +1041,14 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the network on the photo's own known pixels for STEPS steps before filling each "
         "hole (per-photo adaptation; about 30 steps, seconds per hole on a CPU; default 0 = off)",
     )
-    _add_texture_argument(p)
+    _add_texture_argument(p, samples=True)
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_speed_arguments(p)
 
 
-def _add_texture_argument(parser: argparse.ArgumentParser) -> None:
+def _add_texture_argument(parser: argparse.ArgumentParser, *, samples: bool = False) -> None:
+    """``--texture [S]`` (``samples``: say what it does with ``--samples``)."""
     parser.add_argument(
         "--texture",
         type=float,
@@ -1056,8 +1057,8 @@ def _add_texture_argument(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="S",
         help="add texture copied from the photo's own known region to the fill of large holes, at "
-        "strength S (default 1 when given; 0 = off, the default); with --samples each fill gets "
-        "different texture",
+        "strength S (default 1 when given; 0 = off, the default)"
+        + ("; with --samples each fill gets different texture" if samples else ""),
     )
 
 
