@@ -288,6 +288,30 @@ def test_inpainter_on_cuda_fills_like_on_the_cpu(tiny_net: DualPathInpainter) ->
         assert (b[~mask] == np.asarray(image, np.int16)[~mask]).all()
 
 
+def test_texture_on_cuda(tiny_net: DualPathInpainter) -> None:
+    """``transfer_texture`` on CUDA tensors stays there, keeps the known pixels and adds detail like on
+    the CPU; an Inpainter on CUDA runs it there (same fills as on the CPU up to offsets that flip)."""
+    from dualinpaint.metrics import detail_ratio
+    from dualinpaint.texture import transfer_texture
+
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-0.5, 0.5, 96).expand(1, 3, 96, 96)
+    photo = (ramp + 0.2 * torch.randn(1, 3, 96, 96, generator=g)).clamp(-1, 1)
+    hole = torch.zeros(1, 1, 96, 96)
+    hole[..., 24:72, 24:72] = 1
+    smooth = photo * (1 - hole) + ramp * hole
+    cpu = transfer_texture(smooth, hole)
+    gpu = transfer_texture(smooth.cuda(), hole.cuda(), generator=torch.Generator().manual_seed(1))
+    assert gpu.is_cuda and torch.equal(gpu.cpu() * (1 - hole), smooth * (1 - hole))
+    d_cpu = float(detail_ratio(cpu, photo, hole))
+    d_gpu = float(detail_ratio(gpu.cpu(), photo, hole))
+    assert abs(d_gpu - d_cpu) < 0.15 and d_gpu > float(detail_ratio(smooth, photo, hole)) + 0.2
+    cfg = load_config("tiny")
+    image, mask = _photo_and_mask()
+    out = np.asarray(Inpainter(tiny_net, cfg, precision="fp32", device="cuda", texture=1.0)(image, mask))
+    assert (out[~mask] == np.asarray(image)[~mask]).all()
+
+
 def test_inpainter_on_cuda_in_bf16(tiny_net: DualPathInpainter) -> None:
     """``precision="auto"`` asks the GPU (bf16 on an H200); bf16 autocast runs on CUDA, not on the CPU."""
     cfg = load_config("tiny")

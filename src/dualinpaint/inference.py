@@ -79,7 +79,7 @@ class Inpainter:
     reproducible) and fills that window; seconds per window on a CPU. Needs ``runtime="torch"``.
     ``texture`` > 0: after the network, texture copied from the window's own known region is added
     inside the hole at this strength (``texture.transfer_texture``; 1 = the energy of the hole's
-    surroundings), at the window's full resolution on the CPU; samples drawn with a generator get
+    surroundings), at the window's full resolution on ``device``; samples drawn with a generator get
     different texture. Not part of the ONNX graph; it runs after either runtime.
     ``self.net`` is the network that runs (the fast copy, on ``self.device``); the ``net`` passed in is
     not modified.
@@ -331,7 +331,7 @@ class Inpainter:
             if scale < 1.0:
                 arr = np.asarray(Image.fromarray(arr).resize((ww, wh), Image.Resampling.BICUBIC))
             if texture > 0:
-                arr = _add_texture(rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1], arr, texture, generator)
+                arr = _add_texture(rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1], arr, texture, generator, device)
             yield arr
 
     # ------------------------------------------------------------------------------------ execution
@@ -405,10 +405,11 @@ def _add_texture(
     filled: np.ndarray,
     strength: float,
     generator: torch.Generator | None,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """``filled`` (uint8 H×W×3, one window's fill) with texture copied from ``known`` (the window's
-    pixels) added inside ``hole`` (bool H×W) at ``strength`` (``texture.transfer_texture``, on the CPU);
-    uint8 H×W×3."""
+    pixels) added inside ``hole`` (bool H×W) at ``strength`` (``texture.transfer_texture``, on
+    ``device``, default the CPU); uint8 H×W×3."""
     import torch
 
     from .texture import transfer_texture
@@ -416,8 +417,10 @@ def _add_texture(
     both = np.where(hole[..., None], filled, known)
     image = torch.from_numpy(np.ascontiguousarray(both)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     mask = torch.from_numpy(hole)[None, None].float()
+    if device is not None:
+        image, mask = image.to(device), mask.to(device)
     out = transfer_texture(image, mask, strength=strength, generator=generator)
-    out = out[0].add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    out = out[0].cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
     return out.permute(1, 2, 0).numpy()
 
 
