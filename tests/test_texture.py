@@ -84,6 +84,12 @@ def test_odd_sizes_and_bf16() -> None:
     assert out.shape == (1, 3, 77, 90)
     half = transfer_texture(filled.bfloat16(), mask)
     assert half.dtype == torch.bfloat16
+    # odd cells (the default cell is 3 px at 200², and one given explicitly): the grid still lines up
+    photo, mask, filled = _scene(size=200)
+    for cell in (None, 5):
+        out = transfer_texture(filled, mask, cell=cell)
+        assert torch.equal(out * (1 - mask), filled * (1 - mask))
+        assert float(detail_ratio(out, photo, mask)) > float(detail_ratio(filled, photo, mask)) + 0.2
 
 
 @pytest.mark.parametrize(

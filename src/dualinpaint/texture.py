@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TEXTURE_VERSION = 2  # bump when the output changes: evaluation caches key on it
+TEXTURE_VERSION = 3  # bump when the output changes: evaluation caches key on it
 GRID = 64  # cells across the shorter side
 MIN_SHIFT = 3  # cells: known-to-known matches closer than this are the patch itself, not a repetition
 KNOWN_SAMPLES = 512  # known cells whose nearest look-alike votes for an offset
@@ -76,10 +76,38 @@ def push_pull(values: Tensor, known: Tensor) -> Tensor:
     return values * known + up * (1 - known)
 
 
-def _dilate(x: Tensor, r: int) -> Tensor:
-    """Max over a (2r+1)² square, as two separable passes (N×C×H×W)."""
-    x = F.max_pool2d(x, (1, 2 * r + 1), 1, (0, r))
-    return F.max_pool2d(x, (2 * r + 1, 1), 1, (r, 0))
+def _box_mean(x: Tensor, r: int) -> Tensor:
+    """Mean over a (2r+1)² square, edges replicated (N×C×H×W); cumulative sums, so the cost does not
+    grow with ``r``."""
+    k = 2 * r + 1
+    for dim in (-1, -2):
+        pad = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
+        c = F.pad(x, pad, mode="replicate").double().cumsum(dim)
+        c = F.pad(c, (1, 0, 0, 0) if dim == -1 else (0, 0, 1, 0))  # a leading zero
+        n = x.shape[dim]
+        x = ((c.narrow(dim, k, n) - c.narrow(dim, 0, n)) / k).to(x.dtype)
+    return x
+
+
+def _low_pass(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of width ``sigma`` px; for wide blurs computed at a lower resolution (a factor of
+    about sigma / 2, area-averaged) and brought back bilinearly, which a low-pass can afford."""
+    f = max(1, int(sigma // 2))
+    if f == 1:
+        return _blur(x, sigma)
+    h, w = x.shape[-2:]
+    small = F.avg_pool2d(F.pad(x, (0, (-w) % f, 0, (-h) % f), mode="replicate"), f)
+    small = _blur(small, sigma / f)
+    up = F.interpolate(small, scale_factor=float(f), mode="bilinear", align_corners=False)
+    return up[..., :h, :w]
+
+
+def _span(any_hole: Tensor, c_px: int, n: int) -> tuple[int, int]:
+    """The pixel range [a, b) of one axis that holds every hole pixel (``any_hole``: bool, length n),
+    widened by two cells (as far as a window that touches the hole reaches) and to whole cells."""
+    where = any_hole.nonzero()
+    first, last = int(where[0]), int(where[-1])
+    return max(0, (first // c_px - 2) * c_px), min(n, (last // c_px + 3) * c_px)
 
 
 def _hann(n: int, like: Tensor) -> Tensor:
@@ -174,41 +202,55 @@ def _choose_sources(
     return tgt, torch.where(ok, chosen, nearest)
 
 
-def _blend_norm(
-    tgt: Tensor, src: Tensor, gh: int, gw: int, c_px: int, h_px: int, w_px: int, hann: Tensor
+def _paste(
+    high_p: Tensor, tgt: Tensor, src: Tensor, gh: int, gw: int, c_px: int, rows: range, cols: range
 ) -> Tensor:
-    """Per pixel (1×H×W), the amplitude the Hann-weighted sum of the overlapping cells' copies has
-    relative to one copy, taking copies through different offsets as uncorrelated and copies through
-    the same offset as one contiguous piece: sqrt(Σ_ij w_i w_j [o_i = o_j]). Dividing by it keeps the
-    texture's amplitude even across the cells (a plain blend dips between cells that copy from
-    different places, which shows as a grid at the cell period)."""
-    dev = tgt.device
-    offset = torch.full((gh * gw,), -1, dtype=torch.long, device=dev)
-    d = src - tgt
-    offset[tgt] = d - d.min()  # one id per offset (flat differences are equal iff the offsets are)
-    offset = offset.view(gh, gw)
+    """One image's copied texture on pixel ``rows`` × ``cols`` (C×len(rows)×len(cols)): every target
+    cell's 2c-px window, Hann-weighted, read from ``high_p`` (C×(gh+1)c×(gw+1)c, the high-pass padded by
+    half a cell) at its source cell's place.
 
-    def axis(n: int, cells: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        q = torch.arange(n, device=dev) + c_px // 2  # padded coordinate
-        k0 = torch.div(q, c_px, rounding_mode="floor") - 1
-        k1 = k0 + 1
-        w0 = torch.where(k0 >= 0, hann[(q - k0 * c_px).clamp(0, 2 * c_px - 1)], 0.0)
-        w1 = torch.where(k1 < cells, hann[(q - k1 * c_px).clamp(0, 2 * c_px - 1)], 0.0)
-        return k0.clamp(0, cells - 1), k1.clamp(0, cells - 1), w0, w1
+    Each pixel lies in four windows (two per axis). The weighted sum is divided by
+    sqrt(Σ_ij w_i w_j [o_i = o_j]): copies through different offsets count as uncorrelated and copies
+    through one offset as one contiguous piece, so the texture keeps its amplitude between cells (a
+    plain blend dips between cells that copy from different places, which shows as a grid at the cell
+    period). Read pixel by pixel (no unfolded copies), so memory stays a few images' worth."""
+    dev = high_p.device
+    lo = c_px // 2
+    source = torch.full((gh * gw,), -1, dtype=torch.long, device=dev)
+    source[tgt] = src
+    hann = _hann(2 * c_px, high_p)
 
-    y0, y1, wy0, wy1 = axis(h_px, gh)
-    x0, x1, wx0, wx1 = axis(w_px, gw)
+    def axis(span: range, cells: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per pixel of one axis, for its two windows: (cell index, Hann weight, padded coordinate)."""
+        q = torch.arange(span.start, span.stop, device=dev) + lo
+        out = []
+        for k in (torch.div(q, c_px, rounding_mode="floor") - 1, torch.div(q, c_px, rounding_mode="floor")):
+            inside = (k >= 0) & (k < cells)
+            weight = torch.where(inside, hann[(q - k * c_px).clamp(0, 2 * c_px - 1)], 0.0)
+            out.append((k.clamp(0, cells - 1), weight, q))
+        return out
+
+    wp = high_p.shape[-1]
+    flat = high_p.flatten(1)
+    total = torch.zeros(high_p.shape[0], len(rows), len(cols), dtype=high_p.dtype, device=dev)
     ids, weights = [], []
-    for ky, wy in ((y0, wy0), (y1, wy1)):
-        for kx, wx in ((x0, wx0), (x1, wx1)):
-            o = offset[ky[:, None], kx[None, :]]
-            ids.append(o)
-            weights.append(torch.where(o >= 0, wy[:, None] * wx[None, :], 0.0))
-    norm2 = torch.zeros_like(weights[0])
+    for ky, wy, qy in axis(rows, gh):
+        for kx, wx, qx in axis(cols, gw):
+            cell = ky[:, None] * gw + kx[None, :]
+            s = source[cell]  # H×W: the source cell of this window, -1 where it writes nothing
+            weight = torch.where(s >= 0, wy[:, None] * wx[None, :], 0.0)
+            s = s.clamp(min=0)
+            dy = (torch.div(s, gw, rounding_mode="floor") - ky[:, None]) * c_px
+            dx = (s % gw - kx[None, :]) * c_px
+            index = ((qy[:, None] + dy) * wp + (qx[None, :] + dx)).clamp(0, flat.shape[1] - 1)
+            total += flat[:, index.flatten()].view_as(total) * weight
+            ids.append((s - cell).to(torch.int32))  # the offset, as one number
+            weights.append(weight)
+    norm2 = sum(w * w for w in weights)
     for a in range(4):
-        for b in range(4):
-            norm2 = norm2 + weights[a] * weights[b] * (ids[a] == ids[b])
-    return norm2.sqrt()[None]
+        for b in range(a + 1, 4):
+            norm2 += 2 * weights[a] * weights[b] * (ids[a] == ids[b])
+    return total / norm2.sqrt().clamp(min=1e-3)
 
 
 def transfer_texture(
@@ -240,30 +282,25 @@ def transfer_texture(
     n, c, h_px, w_px = x.shape
     c_px = cell or max(2, round(min(h_px, w_px) / GRID))
     sigma = c_px / 2
-    low = _blur(x, sigma)
+    low = _low_pass(x, sigma)
     high = KNEE * torch.tanh((x - low) / KNEE)  # fine texture passes, strong edges are compressed
     r = max(1, math.ceil(3 * sigma))
     ph, pw = (-h_px) % c_px, (-w_px) % c_px
     gh, gw = (h_px + ph) // c_px, (w_px + pw) // c_px
-    pad = (c_px // 2, c_px // 2 + pw, c_px // 2, c_px // 2 + ph)
+    lo, hi = c_px // 2, c_px - c_px // 2  # half a cell around (c_px in all, odd cells too)
+    pad = (lo, hi + pw, lo, hi + ph)
     hole_p = F.pad(m, pad, value=1.0)
-    tainted = F.max_pool2d(_dilate(hole_p, r), 2 * c_px, c_px)[:, 0] > 0
+    near_hole = (_box_mean(hole_p, r) > 1e-6).to(x.dtype)  # within r px of a hole pixel
+    tainted = F.max_pool2d(near_hole, 2 * c_px, c_px)[:, 0] > 0
     target = F.max_pool2d(hole_p, 2 * c_px, c_px)[:, 0] > 0  # windows that touch a hole pixel
     cells = F.avg_pool2d(F.pad(low, (0, pw, 0, ph), mode="replicate"), c_px)
+    del low  # full-size tensors are freed as soon as they are used: big windows are several MP
     feat = F.unfold(F.pad(cells, (1, 1, 1, 1), mode="replicate"), 3).view(n, -1, gh, gw)
-    patches = F.unfold(F.pad(high, pad, mode="replicate"), 2 * c_px, stride=c_px)  # N×(C·4c²)×(gh·gw)
-    hann = _hann(2 * c_px, x)
-    window = (hann[:, None] * hann[None, :]).flatten().repeat(c)[:, None]
-    copied = torch.zeros_like(x)
-    for i in range(n):
-        if not bool(target[i].any()) or not bool((~tainted[i]).any()):
-            continue
-        tgt, src = _choose_sources(cells[i], feat[i], ~tainted[i], target[i], generator)
-        cols = torch.zeros_like(patches[i])
-        cols[:, tgt] = patches[i][:, src] * window
-        full = F.fold(cols[None], (gh * c_px + c_px, gw * c_px + c_px), 2 * c_px, stride=c_px)
-        copied[i] = full[0, :, c_px // 2 : c_px // 2 + h_px, c_px // 2 : c_px // 2 + w_px]
-        copied[i] /= _blend_norm(tgt, src, gh, gw, c_px, h_px, w_px, hann).clamp(min=1e-3)
+    high_p = F.pad(high, pad, mode="replicate")
+    # per-pixel work only where texture goes: the holes' bounding box, widened to whole cells
+    rows_any, cols_any = m.amax((0, 1, 3)) > 0, m.amax((0, 1, 2)) > 0
+    ya, yb = _span(rows_any, c_px, h_px)
+    xa, xb = _span(cols_any, c_px, w_px)
 
     # the local texture energy, per cell: the known region's, pushed into the hole, against the copy's
     def per_cell(v: Tensor) -> Tensor:
@@ -273,14 +310,30 @@ def transfer_texture(
     energy = push_pull(
         _blur(per_cell(high) * known_cells, 1.0) / _blur(known_cells, 1.0).clamp(min=1e-6), known_cells
     )
-    gain = (energy / (_blur(per_cell(copied), 1.0) + 1e-6)).sqrt().clamp(max=GAIN_MAX)
-    gain = F.interpolate(gain, size=(gh * c_px, gw * c_px), mode="bilinear", align_corners=False)[
-        ..., :h_px, :w_px
-    ]
-    # 0 on the hole's border, 1 from FADE cells inside (a box filter: thin strokes stay smooth)
-    f_px = max(1, round(FADE * c_px))
-    box = F.avg_pool2d(F.pad(m, (f_px, f_px, 0, 0), mode="replicate"), (1, 2 * f_px + 1), 1)
-    box = F.avg_pool2d(F.pad(box, (0, 0, f_px, f_px), mode="replicate"), (2 * f_px + 1, 1), 1)
-    fade = (2 * box - 1).clamp(0, 1)
-    out = (x + fade * strength * gain * copied).clamp(-1, 1)
-    return torch.where(m > 0, out, x).to(dtype)  # outside the hole: the input, bit for bit
+    del high
+    copied = x.new_zeros(n, c, yb - ya, xb - xa)
+    for i in range(n):
+        if not bool(target[i].any()) or not bool((~tainted[i]).any()):
+            continue
+        tgt, src = _choose_sources(cells[i], feat[i], ~tainted[i], target[i], generator)
+        copied[i] = _paste(high_p[i], tgt, src, gh, gw, c_px, range(ya, yb), range(xa, xb))
+    del high_p
+    # the copy's energy per cell, on the whole grid (zero outside the box, as the copy is)
+    copied_cells = x.new_zeros(n, 1, gh, gw)
+    energy_box = F.pad(
+        copied.pow(2).mean(1, keepdim=True), (0, (-xb) % c_px, 0, (-yb) % c_px), mode="replicate"
+    )
+    copied_cells[..., ya // c_px : -(-yb // c_px), xa // c_px : -(-xb // c_px)] = F.avg_pool2d(
+        energy_box, c_px
+    )
+    gain = (energy / (_blur(copied_cells, 1.0) + 1e-6)).sqrt().clamp(max=GAIN_MAX)
+    gain = F.interpolate(gain, size=(gh * c_px, gw * c_px), mode="bilinear", align_corners=False)
+    gain = gain[..., ya:yb, xa:xb]
+    # 0 on the hole's border, 1 from FADE cells inside (a box filter: thin strokes stay smooth); on the
+    # box, which reaches two cells past every hole pixel, so no hole pixel sees its edge
+    m_box, x_box = m[..., ya:yb, xa:xb], x[..., ya:yb, xa:xb]
+    fade = (2 * _box_mean(m_box, max(1, round(FADE * c_px))) - 1).clamp(0, 1)
+    textured = (x_box + fade * strength * gain * copied).clamp(-1, 1)
+    out = x.clone()
+    out[..., ya:yb, xa:xb] = torch.where(m_box > 0, textured, x_box)  # outside the hole: the input
+    return out.to(dtype)
