@@ -109,12 +109,15 @@ def test_bench_command_writes_json_and_markdown(tmp_path: Path, capsys: pytest.C
 
 
 def test_photo_case_runs_in_a_fresh_process() -> None:
-    rows = bench.bench_photo(None, "tiny", runs=1, warmup=0, threads=1, size=(400, 300))
-    (row,) = rows
-    assert row["image"] == [400, 300] and row["runtime"] == "torch"
+    rows = bench.bench_photo(None, "tiny", runs=1, warmup=0, threads=1, size=(400, 300), texture=1.0)
+    row, textured = rows  # the plain torch run, then the same with --texture
+    assert row["image"] == [400, 300] and row["runtime"] == "torch" and row["texture"] == 0.0
+    assert textured["runtime"] == "torch" and textured["texture"] == 1.0
     assert 0.07 < row["hole_fraction"] < 0.13
     assert set(row["stages_median_s"]) == {"decode", "fill", "encode"}
     assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 50  # torch alone is more than 50 MB
+    md = bench.to_markdown({**bench.run_bench(config="tiny", sizes=[32], runs=1, warmup=0), "photo": rows})
+    assert "| torch + texture 1 |" in md
 
 
 def test_make_photo_hole_is_ten_percent(tmp_path: Path) -> None:

@@ -359,6 +359,10 @@ def bench_inference(
     return rows
 
 
+def _texture_text(row: dict[str, Any]) -> str:
+    return f" + texture {row['texture']:g}" if row.get("texture") else ""
+
+
 def _peak_text(row: dict[str, Any]) -> str:
     return f", peak GPU {row['peak_gpu_mb']:.0f} MB" if row.get("peak_gpu_mb") is not None else ""
 
@@ -401,7 +405,12 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
     dev = _Device(spec.get("device", "cpu"))
     net, cfg, _ = load_network(spec.get("model"), spec.get("config"))
     inpainter = Inpainter(
-        net, cfg, runtime=spec.get("runtime", "torch"), threads=spec.get("threads"), device=dev.device
+        net,
+        cfg,
+        runtime=spec.get("runtime", "torch"),
+        threads=spec.get("threads"),
+        device=dev.device,
+        texture=spec.get("texture", 0.0),
     )
     del net
     rss_loaded = _peak_rss_mb()
@@ -421,6 +430,7 @@ def _photo_child(spec: dict[str, Any]) -> dict[str, Any]:
     hole = np.asarray(open_image(spec["mask"])) > 127
     return {
         "runtime": inpainter.runtime,
+        "texture": inpainter.texture,
         "device": str(inpainter.device),
         "image": list(image.size),
         "hole_fraction": float(hole.mean()),
@@ -463,9 +473,11 @@ def bench_photo(
     size: tuple[int, int] = PHOTO_SIZE,
     device: Any = "cpu",
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    texture: float = 0.0,
 ) -> list[dict[str, Any]]:
     """The 4000×3000 (``size``) end-to-end case, one fresh subprocess per runtime; the torch runtime's
-    network runs on ``device`` (the onnx runtime on the CPU only: refused elsewhere)."""
+    network runs on ``device`` (the onnx runtime on the CPU only: refused elsewhere). ``texture`` > 0
+    adds one more process: the torch runtime with ``fill --texture`` at that strength."""
     from .inference import resolve_device
 
     dev = resolve_device(device)
@@ -474,7 +486,8 @@ def bench_photo(
     rows = []
     with tempfile.TemporaryDirectory(prefix="dualinpaint-bench-") as tmp:
         photo, mask = make_photo(Path(tmp), size)
-        for runtime in runtimes:
+        cases = [(runtime, 0.0) for runtime in runtimes] + ([("torch", texture)] if texture > 0 else [])
+        for runtime, strength in cases:
             spec = {
                 "model": model,
                 "config": config,
@@ -482,6 +495,7 @@ def bench_photo(
                 "warmup": warmup,
                 "threads": threads,
                 "runtime": runtime,
+                "texture": strength,
                 "device": str(dev),
                 "photo": str(photo),
                 "mask": str(mask),
@@ -501,7 +515,7 @@ def bench_photo(
             if on_row is not None:
                 on_row(row)
             _progress(
-                f"photo {size[0]}×{size[1]} ({runtime}, {dev}): {row['median_s']:.2f} s, "
+                f"photo {size[0]}×{size[1]} ({runtime}{_texture_text(row)}, {dev}): {row['median_s']:.2f} s, "
                 f"peak {row['peak_rss_mb']:.0f} MB{_peak_text(row)}"
             )
     return rows
@@ -717,6 +731,7 @@ def run_bench(
             runtimes=runtimes,
             device=dev,
             on_row=collect("photo"),
+            texture=texture,
         )
     if train:
         for preset in presets:
@@ -806,8 +821,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f" (GPU {r['peak_gpu_mb']:.0f})" if r.get("peak_gpu_mb") is not None else ""
             )
             lines.append(
-                f"| {r['runtime']}{where} | {r['median_s']:.2f} | {_spread(r)} | {st['decode']:.2f} | "
-                f"{st['fill']:.2f} | {st['encode']:.2f} | {rss} |"
+                f"| {r['runtime']}{_texture_text(r)}{where} | {r['median_s']:.2f} | {_spread(r)} | "
+                f"{st['decode']:.2f} | {st['fill']:.2f} | {st['encode']:.2f} | {rss} |"
             )
     if report["train"]:
         lines += [
