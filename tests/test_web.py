@@ -155,6 +155,20 @@ def test_texture_changes_only_the_hole_and_is_deterministic(client):
     assert post(client, data={"texture": "0"}).content == post(client).content
 
 
+def test_server_texture_default(inpainter):
+    """create_app(texture=S): requests without the field get texture S, "0" turns it off; /api/health
+    says so (the page ticks its box from it); a bad default is refused before anything is served."""
+    textured = TestClient(web.create_app(inpainter, model_name="tiny-random", texture=1.0))
+    plain = TestClient(web.create_app(inpainter, model_name="tiny-random"))
+    assert textured.get("/api/health").json()["defaults"] == {"texture": 1.0}
+    assert plain.get("/api/health").json()["defaults"] == {"texture": 0.0}
+    assert post(textured).content == post(plain, data={"texture": "1"}).content != post(plain).content
+    assert post(textured, data={"texture": "0"}).content == post(plain).content
+    for bad in (-1.0, 3.0, float("nan")):
+        with pytest.raises(ValueError, match="texture="):
+            web.create_app(inpainter, texture=bad)
+
+
 def test_invert_and_dilate(client):
     normal = post(client)
     inverted = post(client, mask=png(mask_image(invert=True)), data={"invert": "true"})
@@ -503,6 +517,9 @@ def test_serve_arguments_and_errors(monkeypatch, tmp_path: Path):
     if not torch.cuda.is_available():  # --device reaches the Inpainter: a one-line error, nothing served
         with pytest.raises(ValueError, match="cuda"):
             web.serve_command(parser.parse_args(["--device", "cuda", "--port", "8124"]))
+    assert args.texture == 0.0 and parser.parse_args(["--texture"]).texture == 1.0
+    with pytest.raises(ValueError, match="--texture 5"):
+        web.serve_command(parser.parse_args(["--texture", "5", "--port", "8125"]))
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(ValueError, match=re.escape("pip install 'dualinpaint[web]'")):
         web.serve_command(parser.parse_args(["--port", "8081"]))

@@ -114,3 +114,10 @@ def test_page_brush_inpaint_download(tmp_path: Path):
         assert page.evaluate(state) == 0
         assert not errors, errors
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+    # a server started with a texture default ticks the box and asks for that strength
+    textured = Recording(model.inner)
+    app = create_app(textured, model_name="tiny-random", texture=1.5)
+    with running_server(app) as url, chromium_page() as page:
+        inpaint_in_page(page, url + "/", src_path, STROKE, brush=20)
+        assert page.is_checked("#texture") and textured.options[-1]["texture"] == 1.5

@@ -171,11 +171,14 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 1,
     model_name: str | None = None,
+    texture: float = 0.0,
 ) -> "FastAPI":
     """The FastAPI app serving ``inpainter`` (or a zero-argument factory called once, on first use).
 
     ``max_upload_bytes`` caps the whole request body (image + mask), ``max_pixels`` each image's
     width × height; ``workers`` is how many fills may run at once (further requests wait).
+    ``texture``: the texture strength of requests that do not give one (reported by ``/api/health`` as
+    ``defaults.texture``; the page's Texture box starts ticked when it is > 0).
     """
     _require_fastapi()
     from fastapi import FastAPI, Request
@@ -186,6 +189,8 @@ def create_app(
 
     from .. import __version__
 
+    if not 0 <= texture <= MAX_TEXTURE:
+        raise ValueError(f"texture={texture} must be between 0 and {MAX_TEXTURE:g}")
     if max_upload_bytes < 1 or max_pixels < 1:
         raise ValueError(f"max_upload_bytes={max_upload_bytes} and max_pixels={max_pixels} must be >= 1")
     model = _Model(inpainter, workers)
@@ -248,6 +253,7 @@ def create_app(
             "loaded": model.loaded,
             "version": __version__,
             "limits": limits,
+            "defaults": {"texture": texture},
         }
 
     @app.get("/api/models")
@@ -331,7 +337,7 @@ def create_app(
             "dilate": int_field(form, "dilate", 0, 0, MAX_DILATE),
             "feather": int_field(form, "feather", 0, 0, MAX_FEATHER),
             "invert": bool_field(form, "invert"),
-            "texture": float_field(form, "texture", 0.0, 0.0, MAX_TEXTURE),
+            "texture": float_field(form, "texture", texture, 0.0, MAX_TEXTURE),
         }
         if format == "png" and samples > 1:
             raise UploadError(422, "format=png returns one image: ask for samples=1 or format=json")
@@ -391,11 +397,12 @@ def serve(
     log_level: str = "info",
     runtime: str = "torch",
     device: str = "cpu",
+    texture: float = 0.0,
 ) -> None:
     """Load ``model`` (packaged name, run folder or .safetensors file) and serve the app with uvicorn.
 
     ``runtime``: ``"torch"`` or ``"onnx"`` (ONNX Runtime); ``device``: where the network runs (``cpu``,
-    ``cuda``, ``cuda:N``); see ``Inpainter``."""
+    ``cuda``, ``cuda:N``); see ``Inpainter``. ``texture``: see ``create_app``."""
     _require_fastapi()
     try:
         import uvicorn
@@ -410,6 +417,7 @@ def serve(
         max_pixels=int(max_megapixels * 1e6),
         workers=workers,
         model_name=str(model),
+        texture=texture,
     )
     if not _is_loopback(host):
         print(
@@ -503,6 +511,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEV",
         help="run the network on cpu (default), cuda or cuda:N (--runtime torch only)",
     )
+    p.add_argument(
+        "--texture",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="S",
+        help="texture strength for requests that do not set one; the page's Texture box starts ticked "
+        "(default 1 when given; 0 = off, the default)",
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -511,6 +529,8 @@ def serve_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port} must be between 1 and 65535")
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.workers < 1:
         raise ValueError("--max-upload-mb and --max-megapixels must be > 0 and --workers >= 1")
+    if not 0 <= args.texture <= MAX_TEXTURE:
+        raise ValueError(f"--texture {args.texture} must be between 0 and {MAX_TEXTURE:g}")
     try:
         serve(
             args.host,
@@ -522,6 +542,7 @@ def serve_command(args: argparse.Namespace) -> int:
             working_size=args.working_size,
             runtime=args.runtime,
             device=args.device,
+            texture=args.texture,
         )
     except ImportError as err:
         if str(err) != INSTALL_HINT:

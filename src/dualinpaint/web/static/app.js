@@ -33,6 +33,7 @@
     actions: [], undone: [], stroke: null, pointer: null, tool: "brush",
     busy: false, results: [], resultUrls: [], selected: 0,
     limits: { max_upload_bytes: 20 * 1024 * 1024, max_pixels: 40e6, max_samples: 8 },
+    textureStrength: 1, // what a ticked Texture box asks for: the server's default when it has one
   };
 
   // ------------------------------------------------------------------------------------------ messages
@@ -363,7 +364,7 @@
       form.append("samples", String(samples));
       form.append("dilate", String(Math.max(0, Math.min(64, Number(el.dilate.value) || 0))));
       if (seed !== "") form.append("seed", seed);
-      if (el.texture.checked) form.append("texture", "1");
+      form.append("texture", el.texture.checked ? String(state.textureStrength) : "0");
       const t0 = performance.now();
       let resp;
       try {
@@ -559,6 +560,8 @@
     .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`${r.status} ${r.statusText}`))))
     .then((h) => {
       Object.assign(state.limits, h.limits || {});
+      const texture = (h.defaults && h.defaults.texture) || 0;
+      if (texture > 0) { state.textureStrength = texture; el.texture.checked = true; }
       el.modelInfo.textContent = `model: ${h.model} · v${h.version}`;
       el.samples.querySelectorAll("option").forEach((o) => { o.disabled = Number(o.value) > state.limits.max_samples; });
     })
