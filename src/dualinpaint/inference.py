@@ -1044,14 +1044,18 @@ def add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the network on the photo's own known pixels for STEPS steps before filling each "
         "hole (per-photo adaptation; about 30 steps, seconds per hole on a CPU; default 0 = off)",
     )
-    _add_texture_argument(p, samples=True)
+    add_texture_argument(p, samples=True)
     p.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_speed_arguments(p)
 
 
-def _add_texture_argument(parser: argparse.ArgumentParser, *, samples: bool = False) -> None:
-    """``--texture [S]`` (``samples``: say what it does with ``--samples``)."""
+def add_texture_argument(
+    parser: argparse.ArgumentParser, *, samples: bool = False, help: str | None = None
+) -> None:
+    """``--texture [S]``: a float, 1 when given without a value, 0 (off) when absent. ``samples``: say
+    what it does with ``--samples``; ``help``: replaces what it does (the strength part stays)."""
+    what = help or "add texture copied from the photo's own known region to the fill of large holes"
     parser.add_argument(
         "--texture",
         type=float,
@@ -1059,8 +1063,7 @@ def _add_texture_argument(parser: argparse.ArgumentParser, *, samples: bool = Fa
         const=1.0,
         default=0.0,
         metavar="S",
-        help="add texture copied from the photo's own known region to the fill of large holes, at "
-        "strength S (default 1 when given; 0 = off, the default)"
+        help=f"{what}, at strength S (default 1 when given; 0 = off, the default)"
         + ("; with --samples each fill gets different texture" if samples else ""),
     )
 
@@ -1124,7 +1127,7 @@ def fill_command(args: argparse.Namespace) -> int:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dualinpaint demo``."""
-    _add_texture_argument(parser)
+    add_texture_argument(parser)
     parser.add_argument(
         "--model", default="default", help="packaged model name, run folder or .safetensors file"
     )

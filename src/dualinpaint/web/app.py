@@ -502,7 +502,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="largest side the network runs at (default 2 × training size)",
     )
-    from ..inference import add_speed_arguments
+    from ..inference import add_speed_arguments, add_texture_argument
 
     add_speed_arguments(p, runtime_only=True)
     p.add_argument(
@@ -511,15 +511,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEV",
         help="run the network on cpu (default), cuda or cuda:N (--runtime torch only)",
     )
-    p.add_argument(
-        "--texture",
-        type=float,
-        nargs="?",
-        const=1.0,
-        default=0.0,
-        metavar="S",
-        help="texture strength for requests that do not set one; the page's Texture box starts ticked "
-        "(default 1 when given; 0 = off, the default)",
+    add_texture_argument(
+        p, help="add texture to the fills of requests that do not set it (the page's Texture box starts ticked)"
     )
 
 
