@@ -512,7 +512,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the network on cpu (default), cuda or cuda:N (--runtime torch only)",
     )
     add_texture_argument(
-        p, help="add texture to the fills of requests that do not set it (the page's Texture box starts ticked)"
+        p,
+        help="add texture to the fills of requests that do not set it (the page's Texture box starts ticked)",
     )
 
 
