@@ -237,3 +237,13 @@ def test_adapt_fills_with_a_tuned_copy_and_bad_values_are_one_line_errors(
     assert "adapt steps must be an int >= 0" in err and "\n" not in err and not bad.exists()
     with pytest.raises(ValueError, match="runtime='torch'"):
         Inpainter.from_pretrained(model_dir, runtime="onnx", adapt_steps=2)
+    # per call: the same checks, and the same fill as an Inpainter built with the steps
+    per_call = Inpainter.from_pretrained(model_dir, precision="fp32")
+    image, hole = Image.open(src).convert("RGB"), Image.open(mask)
+    got = per_call.fill(image, hole, adapt_steps=3)[0]
+    assert np.array_equal(
+        np.asarray(got),
+        np.asarray(Inpainter.from_pretrained(model_dir, precision="fp32", adapt_steps=3)(image, hole)),
+    )
+    with pytest.raises(ValueError, match="adapt steps must be an int >= 0"):
+        per_call.fill(image, hole, adapt_steps=-1)

@@ -155,6 +155,19 @@ def test_texture_changes_only_the_hole_and_is_deterministic(client):
     assert post(client, data={"texture": "0"}).content == post(client).content
 
 
+def test_adapt_field_fills_with_an_adapted_copy(client, inpainter):
+    """``adapt=N``: the fill of a copy tuned for N steps on the photo's known pixels, as
+    ``Inpainter.fill(adapt_steps=N)`` gives it (seeded: the same twice); the served network is not
+    changed by it."""
+    before = [p.detach().clone() for p in inpainter.net.parameters()]
+    r = post(client, data={"adapt": "2"})
+    assert r.status_code == 200, r.text
+    expected = inpainter.fill(photo(), mask_image(), adapt_steps=2)[0]
+    assert np.array_equal(np.asarray(decode(r.content)), np.asarray(expected))
+    assert post(client, data={"adapt": "2"}).content == r.content != post(client).content
+    assert all(torch.equal(a, b) for a, b in zip(before, inpainter.net.parameters(), strict=True))
+
+
 def test_server_texture_default(inpainter):
     """create_app(texture=S): requests without the field get texture S, "0" turns it off; /api/health
     says so (the page ticks its box from it); a bad default is refused before anything is served."""
@@ -377,6 +390,9 @@ def test_wrong_body_types_and_malformed_multipart(client):
         ("texture", "2.5"),
         ("texture", "nan"),
         ("texture", "much"),
+        ("adapt", "-1"),
+        ("adapt", "101"),
+        ("adapt", "3.5"),
     ],
 )
 def test_bad_option_values_are_422(client, field, value):

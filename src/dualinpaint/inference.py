@@ -103,7 +103,7 @@ class Inpainter:
         adapt_lr: float | None = None,
         texture: float = 0.0,
     ) -> None:
-        from .adapt import DEFAULT_BATCH, DEFAULT_LR, check_adapt_options
+        from .adapt import DEFAULT_LR
         from .fastpath import prepare_for_inference, resolve_precision, set_threads
 
         if runtime not in RUNTIMES:
@@ -117,14 +117,10 @@ class Inpainter:
                 f"runtime='onnx' runs on the CPU; device={str(self.device)!r} needs runtime='torch'"
             )
         self.adapt_lr = DEFAULT_LR if adapt_lr is None else adapt_lr
-        check_adapt_options(adapt_steps, self.adapt_lr, DEFAULT_BATCH)
-        if adapt_steps and runtime != "torch":
-            raise ValueError("adapt_steps > 0 fine-tunes the network in PyTorch: it needs runtime='torch'")
-        if adapt_steps and cfg.model.family != "dualpath":
-            raise ValueError(f"adapt_steps > 0 needs a dual-path model; this one is {cfg.model.family!r}")
-        self.adapt_steps = adapt_steps
-        self.texture = _check_texture(texture)
+        self.runtime = runtime
         self.cfg = cfg
+        self.adapt_steps = self._check_adapt(adapt_steps)
+        self.texture = _check_texture(texture)
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
         size = 2 * cfg.data.size if working_size is None else int(working_size)
@@ -167,6 +163,19 @@ class Inpainter:
         inpainter.meta = meta
         return inpainter
 
+    def _check_adapt(self, steps: int) -> int:
+        """``steps`` if this Inpainter can adapt its network that much; ValueError (one line) otherwise."""
+        from .adapt import DEFAULT_BATCH, check_adapt_options
+
+        check_adapt_options(steps, self.adapt_lr, DEFAULT_BATCH)
+        if steps and self.runtime != "torch":
+            raise ValueError("adapt_steps > 0 fine-tunes the network in PyTorch: it needs runtime='torch'")
+        if steps and self.cfg.model.family != "dualpath":
+            raise ValueError(
+                f"adapt_steps > 0 needs a dual-path model; this one is {self.cfg.model.family!r}"
+            )
+        return steps
+
     def __call__(
         self, image: Image.Image, mask: Image.Image | np.ndarray | torch.Tensor, **kw: Any
     ) -> Image.Image:
@@ -184,6 +193,7 @@ class Inpainter:
         invert: bool = False,
         feather: int = 0,
         texture: float | None = None,
+        adapt_steps: int | None = None,
     ) -> list[Image.Image]:
         """Fill the holes of ``image`` (any size); returns ``samples`` images of the same size.
 
@@ -197,7 +207,8 @@ class Inpainter:
         its RGB/RGBA conversion for converted modes). A mask with no hole returns unchanged copies.
         ``dilate``: grow the hole by this many px first. ``feather``: blend over this many px inside the
         hole's border (this mixes in the original hole content there; combine with ``dilate``).
-        ``invert``: black = hole. ``texture``: this call's texture strength (None: the Inpainter's).
+        ``invert``: black = hole. ``texture``, ``adapt_steps``: this call's texture strength and
+        per-photo adaptation steps (None: the Inpainter's).
         Pass images opened with ``images.open_image`` (EXIF orientation applied).
         """
         import torch
@@ -206,6 +217,7 @@ class Inpainter:
         if samples < 1 or dilate < 0 or feather < 0:
             raise ValueError(f"samples={samples} must be >= 1, dilate={dilate} and feather={feather} >= 0")
         strength = self.texture if texture is None else _check_texture(texture)
+        steps = self.adapt_steps if adapt_steps is None else self._check_adapt(adapt_steps)
         hole = mask_array(mask, image.size, invert=invert)
         if not hole.any():
             warnings.warn("mask has no hole; nothing to fill", stacklevel=2)
@@ -234,7 +246,7 @@ class Inpainter:
                 inside = hole[y0:y1, x0:x1]
                 weight = _feather_weights(hole, win, feather) if feather else None
                 for out, filled in zip(
-                    outs, self._fill_window(rgb, hole, win, samples, generator, strength), strict=True
+                    outs, self._fill_window(rgb, hole, win, samples, generator, strength, steps), strict=True
                 ):
                     region = out[y0:y1, x0:x1]
                     if weight is not None:
@@ -285,9 +297,10 @@ class Inpainter:
         samples: int,
         generator: torch.Generator | None,
         texture: float = 0.0,
+        adapt_steps: int = 0,
     ) -> Iterator[np.ndarray]:
-        """Run the net on one window; yields ``samples`` fills as uint8 arrays of the window's size, with
-        texture added at strength ``texture`` (0 = none)."""
+        """Run the net on one window (adapted to it first for ``adapt_steps`` steps); yields ``samples``
+        fills as uint8 arrays of the window's size, with texture added at strength ``texture``."""
         import torch
         import torch.nn.functional as F
 
@@ -320,10 +333,10 @@ class Inpainter:
             latent = self.net.latent_shape(image_t.shape[-2], image_t.shape[-1])
             noise = torch.randn((samples, 1, *latent), generator=generator).to(device)
         net = self.net
-        if self.adapt_steps:
+        if adapt_steps:
             from .adapt import adapt
 
-            net = adapt(self.net, image_t, hole_t, steps=self.adapt_steps, lr=self.adapt_lr)
+            net = adapt(self.net, image_t, hole_t, steps=adapt_steps, lr=self.adapt_lr)
         filled = self.run_net(image_t, hole_t, noise, net=net)
         for one in filled[:, 0, :, :th, :tw]:
             arr = one.float().cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)

@@ -5,8 +5,8 @@
     GET  /api/health       {"status": "ok", "model": …, "version": …, "limits": {…}}
     GET  /api/models       {"loaded": …, "packaged": […]}
     POST /api/inpaint      multipart: image file, mask file (white = hole), optional samples, seed, dilate,
-                           feather, invert, texture → image/png (one sample) or JSON {"images": [base64
-                           PNG, …]}
+                           feather, invert, texture, adapt → image/png (one sample) or JSON {"images":
+                           [base64 PNG, …]}
     GET  /openapi.json     the schema; GET /docs renders it with Swagger UI, served from the installed
                            swagger-ui-bundle package (offline; without that package FastAPI's CDN page)
 
@@ -56,6 +56,7 @@ MAX_SAMPLES = 8
 MAX_DILATE = 64
 MAX_FEATHER = 64
 MAX_TEXTURE = 2.0
+MAX_ADAPT = 100  # per-photo adaptation steps: seconds per hole on a CPU
 WARNINGS_HEADER = "X-Dualinpaint-Warnings"
 STATIC_DIR = Path(__file__).parent / "static"
 INSTALL_HINT = "the web server needs FastAPI and uvicorn: pip install 'dualinpaint[web]'"
@@ -135,6 +136,14 @@ _REQUEST_BODY = {
                         "default": 0,
                         "description": "add texture copied from around the hole at this strength (1 = full)",
                     },
+                    "adapt": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_ADAPT,
+                        "default": 0,
+                        "description": "fine-tune on the photo's own known pixels for this many steps first "
+                        "(per-photo adaptation; seconds per hole)",
+                    },
                 },
             }
         }
@@ -202,6 +211,7 @@ def create_app(
         "max_samples": MAX_SAMPLES,
         "max_dilate": MAX_DILATE,
         "max_texture": MAX_TEXTURE,
+        "max_adapt": MAX_ADAPT,
         "workers": workers,
     }
 
@@ -338,6 +348,7 @@ def create_app(
             "feather": int_field(form, "feather", 0, 0, MAX_FEATHER),
             "invert": bool_field(form, "invert"),
             "texture": float_field(form, "texture", texture, 0.0, MAX_TEXTURE),
+            "adapt_steps": int_field(form, "adapt", 0, 0, MAX_ADAPT),
         }
         if format == "png" and samples > 1:
             raise UploadError(422, "format=png returns one image: ask for samples=1 or format=json")
