@@ -425,16 +425,15 @@ def _add_texture(
     ``device``, default the CPU); uint8 H×W×3."""
     import torch
 
+    from .images import pil_to_tensor, tensor_to_pil
     from .texture import transfer_texture
 
-    both = np.where(hole[..., None], filled, known)
-    image = torch.from_numpy(np.ascontiguousarray(both)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    image = pil_to_tensor(Image.fromarray(np.where(hole[..., None], filled, known)))
     mask = torch.from_numpy(hole)[None, None].float()
     if device is not None:
         image, mask = image.to(device), mask.to(device)
     out = transfer_texture(image, mask, strength=strength, generator=generator)
-    out = out[0].cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-    return out.permute(1, 2, 0).numpy()
+    return np.asarray(tensor_to_pil(out))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

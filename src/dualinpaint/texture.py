@@ -102,6 +102,14 @@ def _low_pass(x: Tensor, sigma: float) -> Tensor:
     return up[..., :h, :w]
 
 
+def _cell_energy(v: Tensor, c_px: int) -> Tensor:
+    """Mean squared value (over channels and pixels) of each ``c_px`` cell of ``v`` (N×C×H×W), its
+    bottom and right edges replicated up to whole cells: N×1×ceil(H/c)×ceil(W/c)."""
+    h, w = v.shape[-2:]
+    energy = F.pad(v.pow(2).mean(1, keepdim=True), (0, (-w) % c_px, 0, (-h) % c_px), mode="replicate")
+    return F.avg_pool2d(energy, c_px)
+
+
 def _span(any_hole: Tensor, c_px: int, n: int) -> tuple[int, int]:
     """The pixel range [a, b) of one axis that holds every hole pixel (``any_hole``: bool, length n),
     widened by two cells (as far as a window that touches the hole reaches) and to whole cells."""
@@ -303,12 +311,10 @@ def transfer_texture(
     xa, xb = _span(cols_any, c_px, w_px)
 
     # the local texture energy, per cell: the known region's, pushed into the hole, against the copy's
-    def per_cell(v: Tensor) -> Tensor:
-        return F.avg_pool2d(F.pad(v.pow(2).mean(1, keepdim=True), (0, pw, 0, ph), mode="replicate"), c_px)
-
     known_cells = (~tainted)[:, None].to(x.dtype)
     energy = push_pull(
-        _blur(per_cell(high) * known_cells, 1.0) / _blur(known_cells, 1.0).clamp(min=1e-6), known_cells
+        _blur(_cell_energy(high, c_px) * known_cells, 1.0) / _blur(known_cells, 1.0).clamp(min=1e-6),
+        known_cells,
     )
     del high
     copied = x.new_zeros(n, c, yb - ya, xb - xa)
@@ -318,14 +324,10 @@ def transfer_texture(
         tgt, src = _choose_sources(cells[i], feat[i], ~tainted[i], target[i], generator)
         copied[i] = _paste(high_p[i], tgt, src, gh, gw, c_px, range(ya, yb), range(xa, xb))
     del high_p
-    # the copy's energy per cell, on the whole grid (zero outside the box, as the copy is)
+    # the copy's energy per cell, on the whole grid (zero outside the box, as the copy is; the box
+    # starts on a cell boundary, so its cells are the grid's)
     copied_cells = x.new_zeros(n, 1, gh, gw)
-    energy_box = F.pad(
-        copied.pow(2).mean(1, keepdim=True), (0, (-xb) % c_px, 0, (-yb) % c_px), mode="replicate"
-    )
-    copied_cells[..., ya // c_px : -(-yb // c_px), xa // c_px : -(-xb // c_px)] = F.avg_pool2d(
-        energy_box, c_px
-    )
+    copied_cells[..., ya // c_px : -(-yb // c_px), xa // c_px : -(-xb // c_px)] = _cell_energy(copied, c_px)
     gain = (energy / (_blur(copied_cells, 1.0) + 1e-6)).sqrt().clamp(max=GAIN_MAX)
     gain = F.interpolate(gain, size=(gh * c_px, gw * c_px), mode="bilinear", align_corners=False)
     gain = gain[..., ya:yb, xa:xb]
