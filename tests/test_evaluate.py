@@ -472,7 +472,7 @@ def test_texture_rows_are_the_fill_with_texture_and_their_own_contribution(prefi
     assert {k: row[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
     root = prefill_run["root"]
     for bad in (-1.0, float("inf")):
-        with pytest.raises(ValueError, match="texture must be a number >= 0"):
+        with pytest.raises(ValueError, match=rf"texture={bad!r} must be a number >= 0"):
             ev.evaluate(
                 root / "photos", root / "masks", tmp_path / "bad", models=[root / "tinyfill"], texture=bad
             )

@@ -94,7 +94,11 @@ def test_odd_sizes_and_bf16() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"strength": -1.0}, "strength"), ({"strength": float("nan")}, "strength")],
+    [
+        ({"strength": -1.0}, "texture=-1.0 must be a number >= 0"),
+        ({"strength": float("nan")}, "texture=nan must be a number >= 0"),
+        ({"strength": True}, "texture=True must be a number >= 0"),
+    ],
 )
 def test_bad_strength_is_a_one_line_error(kwargs: dict, fragment: str) -> None:
     _, mask, filled = _scene()

@@ -1164,8 +1164,9 @@ def _evaluate(
         raise ValueError(f"adapt must be an int >= 0, got {adapt!r}")
     if adapt and not models:
         raise ValueError("adapt needs at least one model (baselines are not trained)")
-    if isinstance(texture, bool) or not isinstance(texture, int | float) or not 0 <= texture < math.inf:
-        raise ValueError(f"texture must be a number >= 0, got {texture!r}")
+    from .texture import check_strength
+
+    check_strength(texture)
     if texture and not models:
         raise ValueError("texture needs at least one model (it is added to a model's fill)")
 

@@ -105,6 +105,7 @@ class Inpainter:
     ) -> None:
         from .adapt import DEFAULT_LR
         from .fastpath import prepare_for_inference, resolve_precision, set_threads
+        from .texture import check_strength
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime={runtime!r}; valid: {', '.join(RUNTIMES)}")
@@ -120,7 +121,7 @@ class Inpainter:
         self.runtime = runtime
         self.cfg = cfg
         self.adapt_steps = self._check_adapt(adapt_steps)
-        self.texture = _check_texture(texture)
+        self.texture = check_strength(texture)
         self.stride = cfg.model.stride
         self.train_size = cfg.data.size
         size = 2 * cfg.data.size if working_size is None else int(working_size)
@@ -216,7 +217,9 @@ class Inpainter:
         _check_image(image)
         if samples < 1 or dilate < 0 or feather < 0:
             raise ValueError(f"samples={samples} must be >= 1, dilate={dilate} and feather={feather} >= 0")
-        strength = self.texture if texture is None else _check_texture(texture)
+        from .texture import check_strength
+
+        strength = self.texture if texture is None else check_strength(texture)
         steps = self.adapt_steps if adapt_steps is None else self._check_adapt(adapt_steps)
         hole = mask_array(mask, image.size, invert=invert)
         if not hole.any():
@@ -403,13 +406,6 @@ class Inpainter:
 
 
 # ----------------------------------------------------------------------------------------------- devices
-
-
-def _check_texture(texture: Any) -> float:
-    """``texture`` as a float; ValueError (one line) unless it is a finite number >= 0."""
-    if isinstance(texture, bool) or not isinstance(texture, int | float) or not 0 <= texture < math.inf:
-        raise ValueError(f"texture={texture!r} must be a number >= 0 (0 = off, 1 = full)")
-    return float(texture)
 
 
 def _add_texture(

@@ -49,6 +49,14 @@ FADE = 1.0  # cells from the hole's border to full strength
 JITTER = 1.0  # data-cost noise (same units as SMOOTH) when a generator is given
 
 
+def check_strength(value: object) -> float:
+    """A texture strength as a float; ValueError (one line) unless it is a finite number >= 0 (a bool is
+    not a strength)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"texture={value!r} must be a number >= 0 (0 = off, 1 = full)")
+    return float(value)
+
+
 def _blur(x: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur, edges replicated (N×C×H×W)."""
     r = max(1, math.ceil(3 * sigma))
@@ -279,8 +287,7 @@ def transfer_texture(
         raise ValueError(
             f"image N×C×H×W and mask N×1×H×W expected, got {tuple(image.shape)}, {tuple(mask.shape)}"
         )
-    if not strength >= 0 or not math.isfinite(strength):
-        raise ValueError(f"texture strength must be a finite number >= 0, got {strength!r}")
+    check_strength(strength)
     if cell is not None and (isinstance(cell, bool) or not isinstance(cell, int) or cell < 2):
         raise ValueError(f"texture cell must be an int >= 2 (px) or None, got {cell!r}")
     if strength == 0 or not bool((mask > 0.5).any()):
