@@ -12,8 +12,10 @@
 #      bf16 + channels_last (bench writes its --json row by row) -> OUTDIR/bench.json
 #      then the photo preset's smooth fill per image (no bench row times it alone: the helper's own
 #      timing, added to the same file under "prefill")
-#   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) from scratch at
-#      256² crops in bf16 + channels_last until the time left (--time-limit), checkpointed about every
+#   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) at 256² crops in
+#      bf16 + channels_last until the time left (--time-limit): fine-tuned from INIT where one is given
+#      (by default the git-ignored runs/device-init when it exists: carry it), else from scratch;
+#      checkpointed about every
 #      minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
 #      latest state.pt into OUTDIR files every CONVERT_EVERY seconds
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
@@ -25,7 +27,9 @@
 # The photo corpus travels beside the repository in a git-ignored folder: --data DIR or CORPUS=DIR, default
 # data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
 # Knobs (environment): BUDGET (s, 480), BATCH (40), WORKERS (8), CONVERT_EVERY (60), PYTHON (python3),
-# RECIPE (photo-psnr).
+# RECIPE (photo-psnr), INIT (a run folder with state.pt, whose generator, EMA and critics are loaded, or a
+# .safetensors file / model folder (generator and EMA); default runs/device-init if present; "none" =
+# from scratch). The INIT's parameter shapes must match RECIPE's networks.
 # Always exits 0 once its arguments are accepted; 2 for wrong arguments.
 
 set -u
@@ -54,7 +58,16 @@ done
 [ -n "$OUTDIR" ] || usage "OUTDIR is missing"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RECIPE=${RECIPE:-photo-psnr}  # the GPU run's preset, trained from scratch
+RECIPE=${RECIPE:-photo-psnr}  # the GPU run's preset
+INIT=${INIT-}  # what the run fine-tunes from; empty: runs/device-init when present, else from scratch
+if [ -z "$INIT" ] && [ -d "$ROOT/runs/device-init" ]; then
+    INIT="$ROOT/runs/device-init"
+elif [ "$INIT" = none ]; then
+    INIT=""
+elif [ -n "$INIT" ]; then
+    [ -e "$INIT" ] || usage "no INIT weights at $INIT"
+    INIT="$(cd "$(dirname "$INIT")" && pwd)/$(basename "$INIT")"
+fi
 if [ -n "$DATA_ARG" ]; then
     [ -d "$DATA_ARG" ] || usage "no corpus folder $DATA_ARG"
     DATA_DIR=$(cd "$DATA_ARG" && pwd)
@@ -557,7 +570,7 @@ else
 fi
 [ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
 [ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
-note "recipe $RECIPE (from scratch), ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
+note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}), ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
 # ---- 1. the GPU tests (collected and skipped without CUDA)
 run_step tests "$T_TESTS" "$OUTDIR/tests.log" \
@@ -587,6 +600,7 @@ if [ -n "$TRAIN_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
         --set "train.ckpt_every=$CKPT_EVERY" --set "train.sample_every=$CKPT_EVERY"
         --set "train.val_every=$CKPT_EVERY" --set train.log_every=10)
     [ -n "$VAL_SRC" ] && TRAIN_ARGS+=(--val "$VAL_SRC")
+    [ -n "$INIT" ] && TRAIN_ARGS+=(--init "$INIT")
     note "train: --time-limit $LIMIT s, checkpoint every $CKPT_EVERY steps, outputs every $CONVERT_EVERY s"
     "$PY" "$HELPER" convert --loop "$CONVERT_EVERY" "$RUN" "$OUTDIR" >>"$LOG" 2>&1 &
     CONV_PID=$!
