@@ -47,16 +47,25 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    """The script's environment: its work folder under tmp_path; the interpreter running these tests."""
-    return {**os.environ, "TMPDIR": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    """The script's environment: its work folder under tmp_path; the interpreter running these tests;
+    from scratch even where the checkout has a runs/device-init (INIT=none)."""
+    return {
+        **os.environ,
+        "TMPDIR": str(tmp_path),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "INIT": "none",
+    }
 
 
-def _run(args: list[str], tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], tmp_path: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(SCRIPT), *args],
         capture_output=True,
         text=True,
-        env=_env(tmp_path),
+        env={**_env(tmp_path), **env},
         timeout=timeout,
         check=False,
         cwd=tmp_path,
@@ -87,6 +96,13 @@ def test_wrong_arguments_exit_2_before_any_work(tmp_path: Path, args: list[str],
     out = _run(args, tmp_path, timeout=30)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "usage:" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_init_weights_exit_2_before_any_work(tmp_path: Path) -> None:
+    out = _run(["out"], tmp_path, timeout=30, INIT="no/such/run")
+    assert out.returncode == 2, out.stderr
+    assert "no INIT weights at no/such/run" in out.stderr and "usage:" in out.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -207,3 +223,24 @@ def test_a_run_killed_mid_training_leaves_usable_weights(tmp_path: Path) -> None
         proc.wait()
     check_outdir_contract(out)
     check_weights(out)
+
+
+@pytest.mark.slow
+def test_rehearsal_fine_tunes_from_init(tmp_path: Path) -> None:
+    """INIT=run folder: the run starts from its generator, EMA and critics, not from a fresh network."""
+    torch.manual_seed(123)
+    trainer = Trainer(load_config("photo-psnr"))
+    with torch.no_grad():  # far from any freshly initialised network
+        for module in (trainer.net, trainer.ema, trainer.d_rec, trainer.d_gen):
+            for p in module.parameters():
+                p.mul_(1.5)
+    ckpt.save_state(tmp_path / "init", trainer.state_dict({}))
+    out = tmp_path / "out"
+    proc = _run(["--rehearse", str(out)], tmp_path, timeout=300, INIT=str(tmp_path / "init"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"fine-tuned from {tmp_path / 'init'}" in (out / "run.log").read_text()
+    check_weights(out, step=REHEARSAL_STEPS)
+    start = {k: v for k, v in ckpt.clean_state_dict(trainer.ema).items() if k.endswith(".original")}
+    got = load_file(out / "model.safetensors")
+    moved = [float((got[k].float() - v).norm() / v.norm()) for k, v in start.items()]
+    assert start and max(moved) < 0.05, max(moved)  # six small steps away (a fresh network: ~0.3)
