@@ -58,9 +58,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(
-    args: list[str], tmp_path: Path, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess:
+def _run(args: list[str], tmp_path: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(SCRIPT), *args],
         capture_output=True,
