@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from dualinpaint.checkpoint import load_model
@@ -19,7 +18,7 @@ from dualinpaint.images import open_image, pil_to_tensor
 from dualinpaint.metrics import psnr
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "dualinpaint" / "assets" / "samples"
-MIN_GAIN_DB = 0.1  # the shipped network's mean hole-PSNR gain over its own smooth fill, at least
+MIN_GAIN_DB = 0.3  # the shipped network's mean hole-PSNR gain over its own smooth fill, at least
 
 
 def fixed_holes(size: int) -> torch.Tensor:
@@ -62,10 +61,8 @@ def test_shipped_default_is_intact() -> None:
     assert float(gain.mean()) > -0.05, gain
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15: the shipped default's network adds nothing to its smooth fill (+0.0004 dB here); "
-    "a successor that meets the issue's targets must make this pass, and then this mark goes",
-)
 def test_shipped_default_adds_to_its_own_smooth_fill() -> None:
-    assert float(gain_over_smooth_fill().mean()) >= MIN_GAIN_DB
+    """The network is worth running: +0.63 dB on average here (the previous default's: +0.0004 dB)."""
+    gain = gain_over_smooth_fill()
+    assert float(gain.mean()) >= MIN_GAIN_DB, gain
+    assert float(gain.min()) > 0, gain  # and no photo-and-hole pair is filled worse than the smooth fill

@@ -3,7 +3,7 @@ calls the library; heavy or optional dependencies are imported inside the comman
 
     dualinpaint model-info --config paper
     dualinpaint train --config tiny --data DIR --out runs/tiny [--val DIR] [--steps N] [--set k=v]
-    dualinpaint train --config photo --data DIR --out runs/ft --init default   # fine-tune given weights
+    dualinpaint train --config photo-psnr --data DIR --out runs/ft --init default   # fine-tune given weights
     torchrun --nproc_per_node=2 -m dualinpaint train --config paper --data DIR --out runs/paper
     dualinpaint masks make --kind stroke --count 100 --size 256 --seed 0 --out masks/stroke
     dualinpaint data debian-photos data/debian-photos
