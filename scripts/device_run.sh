@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU visit in one command (about 480 s of work), or its CPU rehearsal (under a minute):
+# The whole GPU visit in one command (about 500 s of work), or its CPU rehearsal (under a minute):
 #
 #   scripts/device_run.sh [--data DIR] OUTDIR             # on the GPU machine, from anywhere
 #   scripts/device_run.sh --rehearse [--data DIR] OUTDIR  # the same steps on the CPU, tiny sizes
@@ -8,16 +8,18 @@
 # nothing downloaded). Steps, each under its own `timeout` so that a slow one cannot eat the training time:
 #   1. the GPU tests: pytest -m gpu tests/test_gpu.py           -> OUTDIR/tests.log  (a failure is logged)
 #   2. speed on the device: `python -m dualinpaint bench --device cuda`: inference of the shipped model at
-#      256/512/1024, training samples/s of `photo` and `paper` at 256² and 128², fp32 and
+#      512 and 1024, training samples/s of the recipe at 256² and the run's batch, fp32 and
 #      bf16 + channels_last (bench writes its --json row by row) -> OUTDIR/bench.json
-#      then the photo preset's smooth fill per image (no bench row times it alone: the helper's own
+#      then the photo preset's smooth fill per batch (no bench row times it alone: the helper's own
 #      timing, added to the same file under "prefill")
 #   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) at 256² crops in
 #      bf16 + channels_last until the time left (--time-limit): fine-tuned from INIT where one is given
 #      (by default the git-ignored runs/device-init when it exists: carry it), else from scratch;
 #      checkpointed about every
 #      minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
-#      latest state.pt into OUTDIR files every CONVERT_EVERY seconds
+#      latest state.pt into OUTDIR files every CONVERT_EVERY seconds. A corpus with fewer than 4 × BATCH
+#      training photos is listed several times over (each listing gets its own crops and masks), so that
+#      a batch larger than the corpus works
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
 # OUTDIR holds at most 8 plain files, none over 16 MB, each replaced atomically as the run goes:
 #   model.safetensors  the EMA generator, fp16, with the config in its metadata: `--model OUTDIR`,
@@ -26,7 +28,7 @@
 #   config.yaml  log.jsonl  samples.png (the latest sample grid)  bench.json  tests.log  run.log
 # The photo corpus travels beside the repository in a git-ignored folder: --data DIR or CORPUS=DIR, default
 # data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
-# Knobs (environment): BUDGET (s, 480), BATCH (40), WORKERS (8), CONVERT_EVERY (60), PYTHON (python3),
+# Knobs (environment): BUDGET (s, 500), BATCH (160), WORKERS (12), CONVERT_EVERY (60), PYTHON (python3),
 # RECIPE (photo-psnr), INIT (a run folder with state.pt, whose generator, EMA and critics are loaded, or a
 # .safetensors file / model folder (generator and EMA); default runs/device-init if present; "none" =
 # from scratch). The INIT's parameter shapes must match RECIPE's networks.
@@ -108,7 +110,8 @@ if [ "$REHEARSE" = 1 ]; then  # CPU, tiny sizes, a few steps (bench rows: the ti
     MODE=rehearsal
     BUDGET=${BUDGET:-90}
     T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
-    BATCH=${BATCH:-4} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
+    # batch 12 > the rehearsal corpus's 9 training photos: the listing-several-times path is rehearsed too
+    BATCH=${BATCH:-12} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
     # 64²: the recipe's network needs 2×2 at its bottleneck; 8 validation crops keep its steps short
     SIZE=64 STEPS_ARG=(--steps 6 --set train.val_images=8) CKPT_EVERY=2
     # shellcheck disable=SC2054  # the commas are inside option values
@@ -116,24 +119,28 @@ if [ "$REHEARSE" = 1 ]; then  # CPU, tiny sizes, a few steps (bench rows: the ti
     PREFILL_ARGS=(--size 32 --runs 1 --warmup 1)
 else
     MODE=gpu
-    BUDGET=${BUDGET:-480}
-    # worst case (every step at its limit): 60 + 90 + 100 + 20 + (60 + 90) + 25 + 15 = 460 s, plus kill
-    # graces
-    T_PREPARE=60 T_TESTS=90 T_BENCH=100 T_PREFILL=20 T_FINAL=25 FINAL_RESERVE=40 TRAIN_STARTUP=60 MIN_TRAIN=60
-    # Batch 40: the recipe's network is small (1.2 M generator parameters), so no batch the corpus
-    # allows fills an H200's arithmetic; its biharmonic smooth fill is solved for the whole batch at
-    # once on the GPU (generator._solve_in_boxes). Measured on the 2026-11-30 visit: photo-psnr at 256²,
-    # batch 40, 164 samples/s in bf16 + channels_last and 166 in fp32 (4.9 and 8.4 GB), 159 samples/s in
-    # the training run; the smooth fill alone 321 images/s. The corpus has 81 training photos and an
-    # epoch is cut into full global batches (train.epoch_batches drops the rest): 40 uses 80 of them.
-    # Capped below at the number of training images.
-    BATCH=${BATCH:-40} WORKERS=${WORKERS:-8} CONVERT_EVERY=${CONVERT_EVERY:-60}
+    BUDGET=${BUDGET:-500}
+    # The 2026-11-30 visit (budget 480): prepare 11 s, tests 50, bench 32, prefill 11, training 289 s for a
+    # 276 s time limit, final 3, so 84 s were left over. Reserves are tighter now; worst case (every step
+    # at its limit, training at MIN_TRAIN): 60 + 90 + 60 + 20 + (60 + 30) + 25 + 15 = 360 s, plus kill
+    # graces; a normal run ends near BUDGET, inside the 540 s a call may take.
+    T_PREPARE=60 T_TESTS=90 T_BENCH=60 T_PREFILL=20 T_FINAL=25 FINAL_RESERVE=25 TRAIN_STARTUP=30 MIN_TRAIN=60
+    # Batch 160: the recipe's network is small (1.2 M generator parameters) and a step's time on an
+    # H200 is mostly fixed cost (kernel launches; the biharmonic smooth fill is solved for the whole
+    # batch at once there, generator._solve_in_boxes). Measured on the 2026-11-30 visit at batch 40, bf16
+    # + channels_last: photo-psnr 164 samples/s at 256² (4.9 GB) but only 223 at 128², a quarter of the
+    # pixels; the smooth fill alone 0.125 s per batch. So a larger batch should buy samples/s nearly for
+    # free; this visit's bench row (at BATCH) and the run's perf/samples_per_s measure it. 160 crops at
+    # 256² in bf16 need about 20 GB. The corpus's 81 training photos are listed 8 times over (prepare).
+    # Data loading: 7.6 ms per 256² crop and mask on one core of the build machine, so 12 workers
+    # feed well over 1000 crops/s.
+    BATCH=${BATCH:-160} WORKERS=${WORKERS:-12} CONVERT_EVERY=${CONVERT_EVERY:-60}
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values
     # the recipe first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows
     # it did
-    BENCH_ARGS=(--sizes 256,512,1024 --train-config "$RECIPE",photo,paper --train-sizes 256,128 --runs 3
-        --warmup 1)
+    # (the 2026-11-30 visit benched photo and paper, 128² and 256² inference, at batch 40)
+    BENCH_ARGS=(--sizes 512,1024 --train-config "$RECIPE" --train-sizes 256 --runs 3 --warmup 1)
     PREFILL_ARGS=(--size 256 --runs 3 --warmup 1)
 fi
 
@@ -206,6 +213,8 @@ def write_atomic(path, data):
 
 def cmd_prepare(a):
     """The rehearsal's corpus if needed; the training config (--recipe, a preset trained from scratch);
+    the training list, each photo listed ceil(4·batch / photos) times when there are fewer than
+    4 × --batch photos (every listing gets its own crop and mask, and an epoch holds several batches);
     the model the bench times (--bench-model: a name, or "random-tiny" for the rehearsal's small random
     network); shell assignments in prep.env."""
     import numpy as np
@@ -248,10 +257,17 @@ def cmd_prepare(a):
     (work / "train.yaml").write_text(config_to_yaml(cfg))
     train = data / "train.flist" if (data / "train.flist").is_file() else data
     val = data / "val.flist" if (data / "val.flist").is_file() else None
+    photos = read_image_list(train)
+    times = -(-4 * a.batch // len(photos)) if len(photos) < 4 * a.batch else 1
+    if times > 1:
+        train = work / "train-repeated.flist"
+        write_flist([p.resolve() for _ in range(times) for p in photos], train)  # absolute paths
+        print(f"prepare: {len(photos)} training photos listed {times} times for batch {a.batch}", flush=True)
     values = {
         "TRAIN_SRC": train,
         "VAL_SRC": val or "",
-        "N_TRAIN": len(read_image_list(train)),
+        "N_PHOTOS": len(photos),
+        "N_TRAIN": len(photos) * times,
         "TRAIN_CFG": work / "train.yaml",
         "BENCH_MODEL": bench_model,
         "DEVICE": "cuda" if torch.cuda.is_available() else "cpu",
@@ -513,6 +529,7 @@ def main():
     s.add_argument("--data", default="")
     s.add_argument("--recipe", required=True)
     s.add_argument("--bench-model", default="default")
+    s.add_argument("--batch", type=int, required=True)
     s = sub.add_parser("prefill")
     s.add_argument("--device", required=True)
     s.add_argument("--preset", default="photo")
@@ -559,19 +576,19 @@ note "mode $MODE, budget ${BUDGET} s, OUTDIR $OUTDIR, corpus ${DATA_DIR:-(made f
 } >>"$LOG" 2>&1
 
 # ---- 0. prepare: the training config (and the rehearsal's corpus)
-PREP_ARGS=(--work "$WORK" --data "$DATA_DIR" --recipe "$RECIPE")
+PREP_ARGS=(--work "$WORK" --data "$DATA_DIR" --recipe "$RECIPE" --batch "$BATCH")
 [ "$REHEARSE" = 1 ] && PREP_ARGS+=(--bench-model random-tiny)
-TRAIN_SRC="" VAL_SRC="" N_TRAIN=0 TRAIN_CFG="" BENCH_MODEL=default DEVICE=cpu
+TRAIN_SRC="" VAL_SRC="" N_PHOTOS=0 N_TRAIN=0 TRAIN_CFG="" BENCH_MODEL=default DEVICE=cpu
 if timeout -k 5 "$T_PREPARE" "$PY" "$HELPER" prepare "${PREP_ARGS[@]}" >>"$LOG" 2>&1; then
-    # shellcheck disable=SC1091  # written by the helper: TRAIN_SRC, VAL_SRC, N_TRAIN, TRAIN_CFG, BENCH_MODEL,
-    # DEVICE
+    # shellcheck disable=SC1091  # written by the helper: TRAIN_SRC, VAL_SRC, N_PHOTOS, N_TRAIN, TRAIN_CFG,
+    # BENCH_MODEL, DEVICE
     . "$WORK/prep.env"
 else
     note "prepare FAILED: no training config or corpus (see run.log); training will be skipped"
 fi
 [ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
 [ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
-note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}), ${N_TRAIN} training images from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
+note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}), ${N_PHOTOS} training photos (${N_TRAIN} listed) from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
 # ---- 1. the GPU tests (collected and skipped without CUDA)
 run_step tests "$T_TESTS" "$OUTDIR/tests.log" \

@@ -186,11 +186,15 @@ def test_rehearsal_results_are_usable(rehearsal: Rehearsal) -> None:
     assert {r["size"] for r in bench["inference"]} == {32, 64}
     assert [r["variant"] for r in bench["inference"]][0] == "fp32 baseline"
     assert [(r["preset"], r["size"]) for r in bench["train"]] == [("tiny", 32)] * 2
-    assert all(r["samples_per_s"] > 0 and r["batch"] == 4 for r in bench["train"])
+    assert all(r["samples_per_s"] > 0 and r["batch"] == 12 for r in bench["train"])
     (prefill,) = bench["prefill"]
     assert prefill["preset"] == "photo" and prefill["size"] == 32 and prefill["images_per_s"] > 0
     log = (out / "run.log").read_text()
     assert "| 32² | fp32 baseline |" in log  # bench's own tables, in the run log
+    # batch 12 from 9 training photos: each is listed ceil(4·12 / 9) = 6 times, and the batch stays 12
+    assert "9 training photos listed 6 times for batch 12" in log
+    assert "9 training photos (54 listed)" in log
+    assert load_config(out / "config.yaml").data.batch_size == 12
     tests_log = (out / "tests.log").read_text()
     assert "test_gpu.py" in tests_log and " skipped" in tests_log  # collected, skipped without CUDA
     with Image.open(out / "samples.png") as grid:
