@@ -28,7 +28,7 @@
 #   config.yaml  log.jsonl  samples.png (the latest sample grid)  bench.json  tests.log  run.log
 # The photo corpus travels beside the repository in a git-ignored folder: --data DIR or CORPUS=DIR, default
 # data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
-# Knobs (environment): BUDGET (s, 500), BATCH (160), WORKERS (12), CONVERT_EVERY (60), PYTHON (python3),
+# Knobs (environment): BUDGET (s, 500), BATCH (160), WORKERS (6), CONVERT_EVERY (60), PYTHON (python3),
 # RECIPE (photo-psnr), INIT (a run folder with state.pt, whose generator, EMA and critics are loaded, or a
 # .safetensors file / model folder (generator and EMA); default runs/device-init if present; "none" =
 # from scratch). The INIT's parameter shapes must match RECIPE's networks.
@@ -132,9 +132,11 @@ else
     # pixels; the smooth fill alone 0.125 s per batch. So a larger batch should buy samples/s nearly for
     # free; this visit's bench row (at BATCH) and the run's perf/samples_per_s measure it. 160 crops at
     # 256² in bf16 need about 20 GB. The corpus's 81 training photos are listed 8 times over (prepare).
-    # Data loading: 7.6 ms per 256² crop and mask on one core of the build machine, so 12 workers
-    # feed well over 1000 crops/s.
-    BATCH=${BATCH:-160} WORKERS=${WORKERS:-12} CONVERT_EVERY=${CONVERT_EVERY:-60}
+    # Data loading: 7.6 ms per 256² crop and mask on one core of the build machine, so 6 workers feed
+    # about 800 crops/s. Not more: each worker keeps 2 batches of 168 MB in shared memory (2 GB in
+    # all; the last visit's 8 workers at batch 40 held 0.7 GB, and the machine's /dev/shm was never
+    # measured).
+    BATCH=${BATCH:-160} WORKERS=${WORKERS:-6} CONVERT_EVERY=${CONVERT_EVERY:-60}
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values
     # the recipe first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows
