@@ -43,6 +43,29 @@ def tiny_cfg() -> Config:
     return load_config("tiny")
 
 
+def opened_tiny_net(upsample: str | None = None):
+    """The tiny preset's network (seed 0) with its spectral-norm vectors moved by two training passes and
+    its attention gates opened (γ 0.8, α 0.6), so that attention matters; in eval mode. ``upsample``:
+    the decoders' kind (``deconv``, ``resize``), the preset's when None."""
+    from dualinpaint.generator import DualPathInpainter
+    from dualinpaint.layers import ShortLongAttention
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    if upsample is not None:
+        cfg = cfg.with_overrides([f"model.upsample={upsample}"])
+    net = DualPathInpainter(cfg.model)
+    net.train()
+    for _ in range(2):
+        net(torch.rand(2, 3, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ShortLongAttention):
+                m.gamma.fill_(0.8)
+                m.alpha.fill_(0.6)
+    return net.eval()
+
+
 def make_photos(folder: Path, count: int, size: tuple[int, int] = (40, 48), seed: int = 0) -> list[Path]:
     """Write ``count`` smooth random RGB PNGs (gradients + blobs, photo-like statistics)."""
     folder.mkdir(parents=True, exist_ok=True)

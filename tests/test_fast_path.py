@@ -28,9 +28,8 @@ from dualinpaint import fastpath
 from dualinpaint.config import load_config
 from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import Inpainter
-from dualinpaint.layers import ShortLongAttention
 
-from .conftest import make_photos
+from .conftest import make_photos, opened_tiny_net
 
 ONNX_LEVELS = 1  # max difference (8-bit levels) between ONNX Runtime and PyTorch fills
 # bf16 vs fp32 on the tiny net below (random weights, open attention gates), inside the hole. Measured on
@@ -61,17 +60,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def net(request: pytest.FixtureRequest) -> DualPathInpainter:
     """Tiny net with moved spectral-norm vectors and open attention gates (so attention matters), with
     the paper's transposed-conv decoders or resize-conv ones."""
-    torch.manual_seed(0)
-    n = DualPathInpainter(load_config("tiny").with_overrides([f"model.upsample={request.param}"]).model)
-    n.train()
-    for _ in range(2):
-        n(torch.rand(2, 3, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32))
-    with torch.no_grad():
-        for m in n.modules():
-            if isinstance(m, ShortLongAttention):
-                m.gamma.fill_(0.8)
-                m.alpha.fill_(0.6)
-    return n.eval()
+    return opened_tiny_net(request.param)
 
 
 def _inputs(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,8 +36,9 @@ from dualinpaint.discriminator import build_discriminator
 from dualinpaint.fastpath import bf16_supported, prepare_for_inference
 from dualinpaint.generator import DualPathInpainter
 from dualinpaint.inference import Inpainter
-from dualinpaint.layers import ShortLongAttention
 from dualinpaint.train import Trainer
+
+from .conftest import opened_tiny_net
 
 pytestmark = [
     pytest.mark.gpu,
@@ -225,18 +226,8 @@ def test_one_bf16_channels_last_training_step(case: str) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_net() -> DualPathInpainter:
-    """The tiny preset with moved spectral-norm vectors and open attention gates (as test_fast_path)."""
-    torch.manual_seed(0)
-    net = DualPathInpainter(load_config("tiny").model)
-    net.train()
-    for _ in range(2):
-        net(torch.rand(2, 3, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32))
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, ShortLongAttention):
-                m.gamma.fill_(0.8)
-                m.alpha.fill_(0.6)
-    return net.eval()
+    """The tiny preset with moved spectral-norm vectors and open attention gates (conftest)."""
+    return opened_tiny_net()
 
 
 def test_fast_path_on_cuda_matches_the_plain_network(tiny_net: DualPathInpainter) -> None:
