@@ -195,6 +195,7 @@ def test_biharmonic_fill_off_the_cpu_solves_the_batch_at_once(monkeypatch: pytes
     assert torch.equal(_biharmonic_solve(x, free, 7), _biharmonic_cg(x, free, 7))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # the export path
 def test_conjugate_gradients_stop_once_converged_with_the_same_result(monkeypatch) -> None:
     """Eager CG leaves the loop once every residual is below its floor; TorchScript (what the ONNX
     export runs) takes every step. The remaining steps have step size 0, so both give the same bits."""
