@@ -19,7 +19,8 @@
 #      minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
 #      latest state.pt into OUTDIR files every CONVERT_EVERY seconds. A corpus with fewer than 4 × BATCH
 #      training photos is listed several times over (each listing gets its own crops and masks), so that
-#      a batch larger than the corpus works
+#      a batch larger than the corpus works. A run that fails before its first checkpoint is tried once
+#      more at the last visit's batch (40) in the time left
 #   4. a final conversion and a summary (stdout and the end of OUTDIR/run.log).
 # OUTDIR holds at most 8 plain files, none over 16 MB, each replaced atomically as the run goes:
 #   model.safetensors  the EMA generator, fp16, with the config in its metadata: `--model OUTDIR`,
@@ -58,6 +59,11 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$OUTDIR" ] || usage "OUTDIR is missing"
+for knob in BUDGET BATCH WORKERS CONVERT_EVERY; do  # whole numbers; all but WORKERS at least 1
+    value=${!knob-}
+    [ -z "$value" ] || [[ "$value" =~ ^[0-9]+$ ]] || usage "$knob must be a whole number (got '$value')"
+    [ -z "$value" ] || [ "$knob" = WORKERS ] || [ "$value" -gt 0 ] || usage "$knob must be at least 1"
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=${RECIPE:-photo-psnr}  # the GPU run's preset
@@ -112,6 +118,7 @@ if [ "$REHEARSE" = 1 ]; then  # CPU, tiny sizes, a few steps (bench rows: the ti
     T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
     # batch 12 > the rehearsal corpus's 9 training photos: the listing-several-times path is rehearsed too
     BATCH=${BATCH:-12} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
+    FALLBACK_BATCH=4 FALLBACK_WORKERS=1 FALLBACK_CKPT_EVERY=2
     # 64²: the recipe's network needs 2×2 at its bottleneck; 8 validation crops keep its steps short
     SIZE=64 STEPS_ARG=(--steps 6 --set train.val_images=8) CKPT_EVERY=2
     # shellcheck disable=SC2054  # the commas are inside option values
@@ -137,6 +144,8 @@ else
     # all; the last visit's 8 workers at batch 40 held 0.7 GB, and the machine's /dev/shm was never
     # measured).
     BATCH=${BATCH:-160} WORKERS=${WORKERS:-6} CONVERT_EVERY=${CONVERT_EVERY:-60}
+    # the last visit's batch, workers and checkpoint interval (164 samples/s: about one a minute)
+    FALLBACK_BATCH=40 FALLBACK_WORKERS=8 FALLBACK_CKPT_EVERY=120
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
     # shellcheck disable=SC2054  # the commas are inside option values
     # the recipe first: ckpt-every reads its bf16 row at 256²; a bench cut by its timeout keeps the rows
@@ -606,28 +615,47 @@ run_step prefill "$T_PREFILL" "$LOG" \
     "$PY" "$HELPER" prefill --device "$DEVICE" --batch "$BATCH" --json "$OUTDIR/bench.json" "${PREFILL_ARGS[@]}"
 
 # ---- 3. train until the time left runs out, copying results into OUTDIR as they come
+# train_once NAME BATCH WORKERS CKPT_EVERY: one training run into $RUN until the time left runs out
+train_once() {
+    local name=$1 batch=$2 workers=$3 every=$4 limit
+    limit=$((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP))
+    [ "$limit" -lt "$MIN_TRAIN" ] && limit=$MIN_TRAIN
+    TRAIN_ARGS=(--config "$TRAIN_CFG" --data "$TRAIN_SRC" --out "$RUN" --quiet
+        --time-limit "$limit" ${STEPS_ARG[@]+"${STEPS_ARG[@]}"}
+        --set "data.size=$SIZE" --set data.load_size=0 --set "data.batch_size=$batch"
+        --set "data.num_workers=$workers" --set train.bf16=true --set train.channels_last=true
+        --set "train.ckpt_every=$every" --set "train.sample_every=$every"
+        --set "train.val_every=$every" --set train.log_every=10)
+    [ -n "$VAL_SRC" ] && TRAIN_ARGS+=(--val "$VAL_SRC")
+    [ -n "$INIT" ] && TRAIN_ARGS+=(--init "$INIT")
+    # fault injection for the tests: the first run gets a config the trainer refuses
+    if [ "$name" = train ] && [ "${DEVICE_RUN_INJECT_TRAIN_FAILURE:-0}" = 1 ]; then
+        TRAIN_ARGS+=(--set data.batch_size=0)
+    fi
+    note "$name: batch $batch, $workers workers, --time-limit $limit s, checkpoint every $every steps," \
+        "outputs every $CONVERT_EVERY s"
+    "$PY" "$HELPER" convert --loop "$CONVERT_EVERY" "$RUN" "$OUTDIR" >>"$LOG" 2>&1 &
+    CONV_PID=$!
+    run_step "$name" "$((limit + TRAIN_STARTUP))" "$LOG" "$PY" -m dualinpaint train "${TRAIN_ARGS[@]}"
+    kill "$CONV_PID" 2>/dev/null
+    wait "$CONV_PID" 2>/dev/null
+    CONV_PID=""
+}
+
 if [ -n "$TRAIN_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
     if [ -z "$CKPT_EVERY" ]; then
         CKPT_EVERY=$("$PY" "$HELPER" ckpt-every --bench "$OUTDIR/bench.json" --preset "$RECIPE" \
             --size "$SIZE" --batch "$BATCH" --fallback 30 2>>"$LOG" || echo 30)
     fi
-    LIMIT=$((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP))
-    [ "$LIMIT" -lt "$MIN_TRAIN" ] && LIMIT=$MIN_TRAIN
-    TRAIN_ARGS=(--config "$TRAIN_CFG" --data "$TRAIN_SRC" --out "$RUN" --quiet
-        --time-limit "$LIMIT" ${STEPS_ARG[@]+"${STEPS_ARG[@]}"}
-        --set "data.size=$SIZE" --set data.load_size=0 --set "data.batch_size=$BATCH"
-        --set "data.num_workers=$WORKERS" --set train.bf16=true --set train.channels_last=true
-        --set "train.ckpt_every=$CKPT_EVERY" --set "train.sample_every=$CKPT_EVERY"
-        --set "train.val_every=$CKPT_EVERY" --set train.log_every=10)
-    [ -n "$VAL_SRC" ] && TRAIN_ARGS+=(--val "$VAL_SRC")
-    [ -n "$INIT" ] && TRAIN_ARGS+=(--init "$INIT")
-    note "train: --time-limit $LIMIT s, checkpoint every $CKPT_EVERY steps, outputs every $CONVERT_EVERY s"
-    "$PY" "$HELPER" convert --loop "$CONVERT_EVERY" "$RUN" "$OUTDIR" >>"$LOG" 2>&1 &
-    CONV_PID=$!
-    run_step train "$((LIMIT + TRAIN_STARTUP))" "$LOG" "$PY" -m dualinpaint train "${TRAIN_ARGS[@]}"
-    kill "$CONV_PID" 2>/dev/null
-    wait "$CONV_PID" 2>/dev/null
-    CONV_PID=""
+    train_once train "$BATCH" "$WORKERS" "$CKPT_EVERY"
+    # A run that ended without a checkpoint (it failed: at a batch this machine cannot hold, say, in GPU
+    # or shared memory) is tried once more at FALLBACK_BATCH, the batch of the last visit, in the time left.
+    if [ ! -f "$RUN/state.pt" ] && [ "$BATCH" -ne "$FALLBACK_BATCH" ] \
+        && [ $((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP)) -ge "$MIN_TRAIN" ]; then
+        note "train: no checkpoint at batch $BATCH; trying once more at batch $FALLBACK_BATCH"
+        rm -rf "$RUN"
+        train_once retrain "$FALLBACK_BATCH" "$FALLBACK_WORKERS" "$FALLBACK_CKPT_EVERY"
+    fi
 else
     note "train: skipped (no training config or no training images)"
 fi

@@ -97,6 +97,23 @@ def test_wrong_arguments_exit_2_before_any_work(tmp_path: Path, args: list[str],
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("knob", "value", "message"),
+    [
+        ("BATCH", "0", "BATCH must be at least 1"),
+        ("BATCH", "lots", "BATCH must be a whole number (got 'lots')"),
+        ("WORKERS", "-1", "WORKERS must be a whole number (got '-1')"),
+        ("BUDGET", "9.5", "BUDGET must be a whole number (got '9.5')"),
+        ("CONVERT_EVERY", "0", "CONVERT_EVERY must be at least 1"),
+    ],
+)
+def test_bad_knobs_exit_2_before_any_work(tmp_path: Path, knob: str, value: str, message: str) -> None:
+    out = _run(["out"], tmp_path, timeout=30, **{knob: value})
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "usage:" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_init_weights_exit_2_before_any_work(tmp_path: Path) -> None:
     out = _run(["out"], tmp_path, timeout=30, INIT="no/such/run")
     assert out.returncode == 2, out.stderr
@@ -225,6 +242,21 @@ def test_a_run_killed_mid_training_leaves_usable_weights(tmp_path: Path) -> None
         proc.wait()
     check_outdir_contract(out)
     check_weights(out)
+
+
+@pytest.mark.slow
+def test_a_training_run_that_fails_is_tried_again_at_the_fallback_batch(tmp_path: Path) -> None:
+    """The first run ends without a checkpoint (here: a config the trainer refuses, injected): the
+    script trains once more at its fallback batch (the rehearsal's 4) and still returns weights."""
+    out = tmp_path / "out"
+    proc = _run(["--rehearse", str(out)], tmp_path, timeout=300, DEVICE_RUN_INJECT_TRAIN_FAILURE="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "run.log").read_text()
+    assert "train: FAILED" in log and "no checkpoint at batch 12; trying once more at batch 4" in log
+    assert "  train    FAILED" in proc.stdout and "  retrain  ok" in proc.stdout, proc.stdout
+    check_outdir_contract(out)
+    check_weights(out, step=REHEARSAL_STEPS)
+    assert load_config(out / "config.yaml").data.batch_size == 4
 
 
 @pytest.mark.slow
