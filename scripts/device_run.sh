@@ -597,7 +597,6 @@ if timeout -k 5 "$T_PREPARE" "$PY" "$HELPER" prepare "${PREP_ARGS[@]}" >>"$LOG" 
 else
     note "prepare FAILED: no training config or corpus (see run.log); training will be skipped"
 fi
-[ "$N_TRAIN" -gt 0 ] && [ "$BATCH" -gt "$N_TRAIN" ] && BATCH=$N_TRAIN
 [ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
 note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}), ${N_PHOTOS} training photos (${N_TRAIN} listed) from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
@@ -615,10 +614,13 @@ run_step prefill "$T_PREFILL" "$LOG" \
     "$PY" "$HELPER" prefill --device "$DEVICE" --batch "$BATCH" --json "$OUTDIR/bench.json" "${PREFILL_ARGS[@]}"
 
 # ---- 3. train until the time left runs out, copying results into OUTDIR as they come
+# the training time left: the budget less the time spent and the reserves for start-up and the end
+train_time_left() { echo $((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP)); }
+
 # train_once NAME BATCH WORKERS CKPT_EVERY: one training run into $RUN until the time left runs out
 train_once() {
     local name=$1 batch=$2 workers=$3 every=$4 limit
-    limit=$((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP))
+    limit=$(train_time_left)
     [ "$limit" -lt "$MIN_TRAIN" ] && limit=$MIN_TRAIN
     TRAIN_ARGS=(--config "$TRAIN_CFG" --data "$TRAIN_SRC" --out "$RUN" --quiet
         --time-limit "$limit" ${STEPS_ARG[@]+"${STEPS_ARG[@]}"}
@@ -651,7 +653,7 @@ if [ -n "$TRAIN_CFG" ] && [ "$N_TRAIN" -gt 0 ]; then
     # A run that ended without a checkpoint (it failed: at a batch this machine cannot hold, say, in GPU
     # or shared memory) is tried once more at FALLBACK_BATCH, the batch of the last visit, in the time left.
     if [ ! -f "$RUN/state.pt" ] && [ "$BATCH" -ne "$FALLBACK_BATCH" ] \
-        && [ $((BUDGET - SECONDS - FINAL_RESERVE - TRAIN_STARTUP)) -ge "$MIN_TRAIN" ]; then
+        && [ "$(train_time_left)" -ge "$MIN_TRAIN" ]; then
         note "train: no checkpoint at batch $BATCH; trying once more at batch $FALLBACK_BATCH"
         rm -rf "$RUN"
         train_once retrain "$FALLBACK_BATCH" "$FALLBACK_WORKERS" "$FALLBACK_CKPT_EVERY"
