@@ -70,6 +70,13 @@ def _run(args: list[str], tmp_path: Path, timeout: float = 60, **env: str) -> su
     )
 
 
+def check_usage_error(out: subprocess.CompletedProcess, message: str, tmp_path: Path) -> None:
+    """Exit 2 with ``message`` and the usage line, before any work: no OUTDIR was created."""
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "usage:" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(SCRIPT)], check=False).returncode == 0
 
@@ -91,10 +98,7 @@ def test_shellcheck_is_clean() -> None:
     ],
 )
 def test_wrong_arguments_exit_2_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:
-    out = _run(args, tmp_path, timeout=30)
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and "usage:" in out.stderr
-    assert not (tmp_path / "out").exists()
+    check_usage_error(_run(args, tmp_path, timeout=30), message, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -108,17 +112,12 @@ def test_wrong_arguments_exit_2_before_any_work(tmp_path: Path, args: list[str],
     ],
 )
 def test_bad_knobs_exit_2_before_any_work(tmp_path: Path, knob: str, value: str, message: str) -> None:
-    out = _run(["out"], tmp_path, timeout=30, **{knob: value})
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and "usage:" in out.stderr
-    assert not (tmp_path / "out").exists()
+    check_usage_error(_run(["out"], tmp_path, timeout=30, **{knob: value}), message, tmp_path)
 
 
 def test_missing_init_weights_exit_2_before_any_work(tmp_path: Path) -> None:
     out = _run(["out"], tmp_path, timeout=30, INIT="no/such/run")
-    assert out.returncode == 2, out.stderr
-    assert "no INIT weights at no/such/run" in out.stderr and "usage:" in out.stderr
-    assert not (tmp_path / "out").exists()
+    check_usage_error(out, "no INIT weights at no/such/run", tmp_path)
 
 
 def test_help_exits_0(tmp_path: Path) -> None:
