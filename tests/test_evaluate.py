@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -379,6 +380,17 @@ def test_network_contribution_is_model_minus_own_fill(prefill_run):
         ]
         assert c["detail_ratio"] == pytest.approx(pooled[0] - pooled[1], abs=1e-12)
         assert c["model_detail_ratio"] - c["fill_detail_ratio"] == c["detail_ratio"]
+        # paired by image and mask: the standard error of the per-fill differences (stdlib reference)
+        fills = {(r["image_index"], r["mask_index"]): r for r in fill}
+        for col in ("psnr", "hole_psnr"):
+            diffs = [r[col] - fills[(r["image_index"], r["mask_index"])][col] for r in model]
+            assert c[col] == pytest.approx(statistics.fmean(diffs), abs=1e-9)
+            assert c[f"{col}_se"] == pytest.approx(statistics.stdev(diffs) / math.sqrt(len(diffs)), rel=1e-9)
+            assert c[f"{col}_se"] > 0
+        diffs = [r["psnr"] - fills[(r["image_index"], r["mask_index"])]["psnr"] for r in model]
+        assert (c["paired"], c["wins"], c["losses"]) == (
+            FILL_LIMIT, sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+        )  # fmt: skip
     assert any(abs(c["hole_psnr"]) > 0.01 for c in contribs)  # the perturbed residual really acts
 
     report = (root / "fill" / ev.REPORT_MD).read_text()
@@ -386,10 +398,14 @@ def test_network_contribution_is_model_minus_own_fill(prefill_run):
     assert len(sections) == len(buckets)
     for section, c in zip(sections, contribs, strict=True):
         line = next(x for x in section.splitlines() if x.startswith("Network contribution of `tinyfill`"))
-        assert f"PSNR {c['psnr']:+.2f} dB, hole PSNR {c['hole_psnr']:+.2f} dB" in line
         assert (
-            f"detail {c['detail_ratio']:+.3f} ({c['fill_detail_ratio']:.3f} → {c['model_detail_ratio']:.3f})"
-            in line
+            f"PSNR {c['psnr']:+.2f} ± {c['psnr_se']:.2f} dB, hole PSNR {c['hole_psnr']:+.2f} ± "
+            f"{c['hole_psnr_se']:.2f} dB" in line
+        )
+        assert (
+            f"detail {c['detail_ratio']:+.3f} ({c['fill_detail_ratio']:.3f} → "
+            f"{c['model_detail_ratio']:.3f}); above its own fill on {c['wins']} of {FILL_LIMIT} fills, "
+            f"below on {c['losses']}." in line
         )
         assert "Network contribution of `tiny`: none" in section
     assert "`tinyfill own fill`: `tinyfill`'s own smooth fill" in report

@@ -32,10 +32,11 @@ The protocol, stated once (it is also written into every report):
 - Network contribution: a model with a smooth prefill (``model.prefill``) gets a row ``"<label> own fill"``:
   ``net.prefill(image, hole)`` composited into the image, exactly the base its residual is added to
   (same function, iterations, levels and float32 as in the model). Per bucket the report gives the model
-  minus that row in PSNR, hole PSNR and detail ratio. The ``mlbiharmonic`` / ``harmonic`` baselines run
-  the same functions but in float64 and with their own iterations and levels (at most 5, by divisibility),
-  so they are not used for this: in float32 vs float64 the conjugate-gradient fill differs by a uint8
-  level or two in a few % of the hole's values.
+  minus that row in PSNR, hole PSNR and detail ratio, with the standard error of the mean per-fill
+  difference (paired by image and mask) and how many fills are above and below it. The
+  ``mlbiharmonic`` / ``harmonic`` baselines run the same functions but in float64 and with their own
+  iterations and levels (at most 5, by divisibility), so they are not used for this: in float32 vs
+  float64 the conjugate-gradient fill differs by a uint8 level or two in a few % of the hole's values.
 
 Resuming: every finished (method, image, mask) is appended to ``cache.jsonl`` in the output folder under a
 key made of the method id (for a model: its weights' sha256), the image file's sha256, the mask file's
@@ -791,11 +792,30 @@ def aggregate(rows: list[dict], buckets: Sequence[str], methods: Sequence[str]) 
     return out
 
 
-def contributions(aggregates: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
+def _paired_spread(diffs: list[float]) -> float:
+    """Standard error of the mean of paired differences (sample standard deviation / √n); NaN under 2."""
+    n = len(diffs)
+    if n < 2:
+        return math.nan
+    mean = math.fsum(diffs) / n
+    return math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+
+
+def contributions(
+    aggregates: list[dict], pairs: Sequence[tuple[str, str]], rows: Sequence[dict] = ()
+) -> list[dict]:
     """The network's contribution per bucket: for each (model label, own-fill label) pair, the model's
     bucket aggregate minus its own smooth fill's in :data:`CONTRIBUTION_COLUMNS` (PSNR and hole PSNR in
-    dB, pooled detail ratio), with both sides' values."""
+    dB, pooled detail ratio), with both sides' values.
+
+    From ``rows`` (per image), the same fills paired by image and mask: ``paired`` (fills with a finite
+    PSNR on both sides), ``psnr_se`` and ``hole_psnr_se`` (standard error of the mean per-fill difference,
+    which is how far the contribution could move on another draw of photos), and ``wins`` / ``losses``
+    (fills whose PSNR is above / below the own fill's)."""
     by_key = {(a["bucket"], a["method"]): a for a in aggregates}
+    per_image: dict[tuple[str, str], dict[tuple[Any, Any], dict]] = {}
+    for r in rows:
+        per_image.setdefault((r["bucket"], r["method"]), {})[(r["image_index"], r["mask_index"])] = r
     out = []
     for bucket in dict.fromkeys(a["bucket"] for a in aggregates):
         for model, fill in pairs:
@@ -806,6 +826,17 @@ def contributions(aggregates: list[dict], pairs: Sequence[tuple[str, str]]) -> l
             for col in CONTRIBUTION_COLUMNS:
                 entry[col] = _float(a[col]) - _float(f[col])
                 entry[f"model_{col}"], entry[f"fill_{col}"] = _float(a[col]), _float(f[col])
+            if rows:
+                mine, theirs = per_image.get((bucket, model), {}), per_image.get((bucket, fill), {})
+                both = [(mine[k], theirs[k]) for k in mine if k in theirs]
+                for col in ("psnr", "hole_psnr"):
+                    diffs = [_float(m[col]) - _float(t[col]) for m, t in both]
+                    entry[f"{col}_se"] = _paired_spread([d for d in diffs if math.isfinite(d)])
+                diffs = [_float(m["psnr"]) - _float(t["psnr"]) for m, t in both]
+                diffs = [d for d in diffs if math.isfinite(d)]
+                entry["paired"] = len(diffs)
+                entry["wins"] = sum(d > 0 for d in diffs)
+                entry["losses"] = sum(d < 0 for d in diffs)
             out.append(entry)
     return out
 
@@ -835,6 +866,20 @@ def _fmt(value: float, digits: int, scale: float = 1.0, sign: bool = False) -> s
     if value is None or math.isnan(value):
         return "–"
     return f"{value * scale:{'+' if sign else ''}.{digits}f}"
+
+
+def _se_text(contribution: dict, col: str) -> str:
+    """The text " ± SE" for a contribution column, or nothing (fewer than two paired fills, or an old
+    results file without the paired statistics)."""
+    se = _float(contribution.get(f"{col}_se"))
+    return "" if math.isnan(se) else f" ± {se:.2f}"
+
+
+def _wins_text(contribution: dict) -> str:
+    if not contribution.get("paired"):
+        return ""
+    c = contribution
+    return f"; above its own fill on {c['wins']} of {c['paired']} fills, below on {c['losses']}"
 
 
 PUBLISHED_COLUMNS = ("method", "masks", "psnr", "ssim")
@@ -960,7 +1005,9 @@ def render_report(results: dict) -> str:
     if any(m["kind"] == "model" for m in methods):
         lines.append(
             "**Network contribution** (per bucket, under the table): a model minus its own smooth fill "
-            "(the `own fill` row), in PSNR, hole PSNR and detail ratio. The `mlbiharmonic` / `harmonic` "
+            "(the `own fill` row), in PSNR, hole PSNR and detail ratio; ± is the standard error of the "
+            "mean per-fill difference (same photo, same mask), the spread to expect on another draw of "
+            "photos. The `mlbiharmonic` / `harmonic` "
             "baselines run the same functions but in float64 with their own iterations and levels, so they "
             "are not used for it. A model without a prefill gets no contribution line."
         )
@@ -1006,11 +1053,11 @@ def render_report(results: dict) -> str:
             else:
                 lines.append(
                     f"Network contribution of `{m['label']}` (minus `{c['own_fill']}`): "
-                    f"PSNR {_fmt(_float(c['psnr']), 2, sign=True)} dB, "
-                    f"hole PSNR {_fmt(_float(c['hole_psnr']), 2, sign=True)} dB, "
+                    f"PSNR {_fmt(_float(c['psnr']), 2, sign=True)}{_se_text(c, 'psnr')} dB, "
+                    f"hole PSNR {_fmt(_float(c['hole_psnr']), 2, sign=True)}{_se_text(c, 'hole_psnr')} dB, "
                     f"detail {_fmt(_float(c['detail_ratio']), 3, sign=True)} "
                     f"({_fmt(_float(c['fill_detail_ratio']), 3)} → "
-                    f"{_fmt(_float(c['model_detail_ratio']), 3)})."
+                    f"{_fmt(_float(c['model_detail_ratio']), 3)}){_wins_text(c)}."
                 )
             lines.append("")
     lines.append(f"Command: `{' '.join(results['command'])}`")
@@ -1305,7 +1352,9 @@ def _evaluate(
             "borders) over the hole eroded by 2 px, output over ground truth; a bucket's value is "
             "sum(detail_sum) / sum(detail_ref_sum) over its images (pooled)",
             "contribution": "model minus its own smooth fill (the '<model> own fill' row: "
-            "net.prefill composited) in bucket PSNR, hole PSNR and pooled detail ratio",
+            "net.prefill composited) in bucket PSNR, hole PSNR and pooled detail ratio; psnr_se and "
+            "hole_psnr_se: standard error of the mean per-fill difference (paired by image and mask); "
+            "wins / losses: fills above / below the own fill in PSNR",
             "lpips": "n/a (no weights)",
             "fid": "n/a (no weights)",
         },
@@ -1349,7 +1398,7 @@ def _evaluate(
         ],
         **({"published": published} if published else {}),
         "aggregates": aggregates,
-        "contributions": contributions(aggregates, pairs),
+        "contributions": contributions(aggregates, pairs, rows),
         "rows": rows,
         "computed": computed,
         "cached": total - computed,
