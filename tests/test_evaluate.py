@@ -507,3 +507,65 @@ def test_adapt_rows_are_the_adapted_fill_with_their_own_contribution(prefill_run
     with pytest.raises(ValueError, match="adapt must be an int"):
         ev.evaluate(root / "photos", root / "masks", tmp_path / "bad", models=[root / "tinyfill"], adapt=-1)
     assert not (tmp_path / "bad").exists()
+
+
+def test_mask_assignment_gives_each_image_distinct_masks():
+    assert ev.mask_assignment(100, 20, 1) == [[i] for i in range(20)]  # the one-mask protocol
+    five = ev.mask_assignment(100, 20, 5)
+    assert [ms[0] for ms in five] == list(range(20))  # the first fill is the one-mask protocol's
+    assert sorted(m for ms in five for m in ms) == list(range(100))  # every mask once
+    assert ev.mask_assignment(100, 20, 9) == five  # at most 100 // 20 per image
+    assert ev.mask_assignment(1, 20, 5) == [[0]] * 20  # the centre bucket's single mask: one fill
+    assert ev.mask_assignment(3, 5, 2) == [[0], [1], [2], [0], [1]]  # fewer masks than images
+
+
+def test_masks_per_image_adds_fills_keeps_the_first_and_groups_the_spread(prefill_run, tmp_path):
+    root = prefill_run["root"]
+    ev.make_eval_masks(tmp_path / "masks", size=SIZE, count=2 * FILL_LIMIT, seed=0)
+    kwargs = dict(models=[root / "tinyfill"], size=SIZE, limit=FILL_LIMIT, progress=False)
+    one = ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "out", **kwargs)
+    two = ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "out", masks_per_image=2, **kwargs)
+    strokes = len(ev.STROKE_BINS)
+    assert two["computed"] == strokes * FILL_LIMIT * 2  # the second masks only, for both methods
+    assert two["protocol"]["masks_per_image"] == 2 and two["args"]["masks_per_image"] == 2
+
+    def key(r: dict) -> tuple:
+        return r["bucket"], r["method"], r["image_index"], r["mask_index"]
+
+    first = {key(r): r for r in one["rows"]}
+    assert sum(key(r) in first for r in two["rows"]) == len(first)
+    assert all(r == first[key(r)] for r in two["rows"] if key(r) in first)
+    for agg in two["aggregates"]:
+        sel = [r for r in two["rows"] if r["bucket"] == agg["bucket"] and r["method"] == agg["method"]]
+        count = 2 * FILL_LIMIT if agg["bucket"] != "center" else FILL_LIMIT
+        assert agg["images"] == len(sel) == count
+        assert agg["psnr"] == pytest.approx(statistics.fmean(r["psnr"] for r in sel), abs=1e-9)
+        for i in range(FILL_LIMIT):
+            masks = [r["mask_index"] for r in sel if r["image_index"] == i]
+            assert masks == ([0] if agg["bucket"] == "center" else [i, i + FILL_LIMIT])
+
+    # the spread is over images: each image's mean difference first
+    psnr = {key(r): r["psnr"] for r in two["rows"]}
+    for c in two["contributions"]:
+        per_image = []
+        for i in range(FILL_LIMIT):
+            masks = [0] if c["bucket"] == "center" else [i, i + FILL_LIMIT]
+            diffs = [
+                psnr[(c["bucket"], "tinyfill", i, m)] - psnr[(c["bucket"], "tinyfill own fill", i, m)]
+                for m in masks
+            ]
+            per_image.append(statistics.fmean(diffs))
+        assert c["psnr_se"] == pytest.approx(statistics.stdev(per_image) / math.sqrt(FILL_LIMIT), rel=1e-9)
+        assert c["paired"] == (FILL_LIMIT if c["bucket"] == "center" else 2 * FILL_LIMIT)
+    report = (tmp_path / "out" / ev.REPORT_MD).read_text()
+    assert f"and up to 1 more, masks (*i* + *j*·{FILL_LIMIT}) mod (masks in the bucket)" in report
+    assert "| LPIPS ↓ | FID ↓ | fills | s/image |" in report
+
+    parser = argparse.ArgumentParser()
+    ev.add_evaluate_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--masks", "m", "--out", "o", "--masks-per-image", "5"])
+    assert args.masks_per_image == 5
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"masks_per_image must be an int >= 1, got {bad!r}"):
+            ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "bad", masks_per_image=bad, **kwargs)
+    assert not (tmp_path / "bad").exists()

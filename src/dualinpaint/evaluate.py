@@ -14,7 +14,9 @@ The protocol, stated once (it is also written into every report):
 
 - Images: the sorted file list, each resized (shorter side to ``size``, antialiased bilinear) and
   centre-cropped to size×size (``ImageDataset(train=False)``). Image ``i`` of bucket ``b`` gets mask
-  ``i mod len(masks of b)``.
+  ``i mod len(masks of b)``; with ``masks_per_image`` K > 1 it also gets masks ``(i + j·n) mod len`` for
+  j = 1 … K − 1 (n images), at most ``len // n`` masks in all so that no image gets a mask twice: the
+  same first fill as with K = 1, and more of the bucket's masks for a less noisy mean.
 - Every method's output is quantised to uint8 (round, clip) before any metric, as anyone scoring saved
   PNGs would. Ground truth is uint8 already.
 - Models: the headline row is the **deterministic** fill (latent = prior mean, one output per image).
@@ -32,8 +34,8 @@ The protocol, stated once (it is also written into every report):
 - Network contribution: a model with a smooth prefill (``model.prefill``) gets a row ``"<label> own fill"``:
   ``net.prefill(image, hole)`` composited into the image, exactly the base its residual is added to
   (same function, iterations, levels and float32 as in the model). Per bucket the report gives the model
-  minus that row in PSNR, hole PSNR and detail ratio, with the standard error of the mean per-fill
-  difference (paired by image and mask) and how many fills are above and below it. The
+  minus that row in PSNR, hole PSNR and detail ratio, with the standard error of the mean difference
+  (paired by image and mask, over images) and how many fills are above and below it. The
   ``mlbiharmonic`` / ``harmonic`` baselines run the same functions but in float64 and with their own
   iterations and levels (at most 5, by divisibility), so they are not used for this: in float32 vs
   float64 the conjugate-gradient fill differs by a uint8 level or two in a few % of the hole's values.
@@ -792,13 +794,16 @@ def aggregate(rows: list[dict], buckets: Sequence[str], methods: Sequence[str]) 
     return out
 
 
-def _paired_spread(diffs: list[float]) -> float:
-    """Standard error of the mean of paired differences (sample standard deviation / √n); NaN under 2."""
-    n = len(diffs)
+def _paired_spread(diffs: dict[Any, list[float]]) -> float:
+    """Standard error of the mean of paired differences grouped by image: each image's mean difference
+    (over its masks), then their sample standard deviation / √images, since one image's fills are not
+    independent draws. One mask per image: the plain standard error. NaN under two images."""
+    means = [math.fsum(d) / len(d) for d in diffs.values() if d]
+    n = len(means)
     if n < 2:
         return math.nan
-    mean = math.fsum(diffs) / n
-    return math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    mean = math.fsum(means) / n
+    return math.sqrt(math.fsum((m - mean) ** 2 for m in means) / (n - 1) / n)
 
 
 def contributions(
@@ -808,10 +813,10 @@ def contributions(
     bucket aggregate minus its own smooth fill's in :data:`CONTRIBUTION_COLUMNS` (PSNR and hole PSNR in
     dB, pooled detail ratio), with both sides' values.
 
-    From ``rows`` (per image), the same fills paired by image and mask: ``paired`` (fills with a finite
-    PSNR on both sides), ``psnr_se`` and ``hole_psnr_se`` (standard error of the mean per-fill difference,
-    which is how far the contribution could move on another draw of photos), and ``wins`` / ``losses``
-    (fills whose PSNR is above / below the own fill's)."""
+    From ``rows`` (per fill), the same fills paired by image and mask: ``paired`` (fills with a finite
+    PSNR on both sides), ``psnr_se`` and ``hole_psnr_se`` (standard error of the mean difference over
+    images, :func:`_paired_spread`: about how far the contribution would move on another draw of photos),
+    and ``wins`` / ``losses`` (fills whose PSNR is above / below the own fill's)."""
     by_key = {(a["bucket"], a["method"]): a for a in aggregates}
     per_image: dict[tuple[str, str], dict[tuple[Any, Any], dict]] = {}
     for r in rows:
@@ -830,8 +835,12 @@ def contributions(
                 mine, theirs = per_image.get((bucket, model), {}), per_image.get((bucket, fill), {})
                 both = [(mine[k], theirs[k]) for k in mine if k in theirs]
                 for col in ("psnr", "hole_psnr"):
-                    diffs = [_float(m[col]) - _float(t[col]) for m, t in both]
-                    entry[f"{col}_se"] = _paired_spread([d for d in diffs if math.isfinite(d)])
+                    grouped: dict[Any, list[float]] = {}
+                    for m, t in both:
+                        d = _float(m[col]) - _float(t[col])
+                        if math.isfinite(d):
+                            grouped.setdefault(m["image_index"], []).append(d)
+                    entry[f"{col}_se"] = _paired_spread(grouped)
                 diffs = [_float(m["psnr"]) - _float(t["psnr"]) for m, t in both]
                 diffs = [d for d in diffs if math.isfinite(d)]
                 entry["paired"] = len(diffs)
@@ -959,7 +968,14 @@ def render_report(results: dict) -> str:
             if masks.get("protocol_sha256")
             else ""
         )
-        + "; image *i* of a bucket gets mask *i* mod (masks in the bucket). Methods get the image with "
+        + "; image *i* of a bucket gets mask *i* mod (masks in the bucket)"
+        + (
+            f", and up to {proto['masks_per_image'] - 1} more, masks (*i* + *j*·{data['images']}) mod "
+            "(masks in the bucket), none twice (`fills` counts them)"
+            if proto.get("masks_per_image", 1) > 1
+            else ""
+        )
+        + ". Methods get the image with "
         "the hole set to 0 (they never see the hole's pixels). Every output is quantised to "
         "uint8 (round, clip) before scoring. PSNR (capped at 100 dB) and SSIM (11×11 Gaussian, σ 1.5, RGB "
         "mean, border cropped as scikit-image) are over the whole image; hole PSNR over the hole pixels; "
@@ -1006,8 +1022,8 @@ def render_report(results: dict) -> str:
         lines.append(
             "**Network contribution** (per bucket, under the table): a model minus its own smooth fill "
             "(the `own fill` row), in PSNR, hole PSNR and detail ratio; ± is the standard error of the "
-            "mean per-fill difference (same photo, same mask), the spread to expect on another draw of "
-            "photos. The `mlbiharmonic` / `harmonic` "
+            "mean difference (same photo, same mask; a photo's fills averaged first), the spread to expect "
+            "on another draw of photos. The `mlbiharmonic` / `harmonic` "
             "baselines run the same functions but in float64 with their own iterations and levels, so they "
             "are not used for it. A model without a prefill gets no contribution line."
         )
@@ -1021,7 +1037,7 @@ def render_report(results: dict) -> str:
         )
     lines.append("")
     header = (
-        "| method | PSNR ↑ | SSIM ↑ | hole PSNR ↑ | L1 (%) ↓ | detail (→1) | LPIPS ↓ | FID ↓ | images "
+        "| method | PSNR ↑ | SSIM ↑ | hole PSNR ↑ | L1 (%) ↓ | detail (→1) | LPIPS ↓ | FID ↓ | fills "
         "| s/image |"
     )
     rule = "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
@@ -1065,8 +1081,21 @@ def render_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _output_path(out: Path, bucket: str, method: str, index: int, name: str) -> Path:
-    return out / OUTPUTS_DIR / _slug(bucket) / _slug(method) / f"{index:05d}_{_slug(Path(name).stem)}.png"
+def _output_path(out: Path, bucket: str, method: str, index: int, name: str, mask: int | None = None) -> Path:
+    """Where an output PNG is kept: ``index_name.png``, or ``index_name_mMASK.png`` for an image's further
+    masks (``masks_per_image`` > 1)."""
+    tail = "" if mask is None else f"_m{mask:05d}"
+    return (
+        out / OUTPUTS_DIR / _slug(bucket) / _slug(method) / f"{index:05d}_{_slug(Path(name).stem)}{tail}.png"
+    )
+
+
+def mask_assignment(n_masks: int, n_images: int, per_image: int) -> list[list[int]]:
+    """The mask indices of each image in a bucket of ``n_masks`` masks: image i gets i mod n_masks first,
+    then (i + j·n_images) mod n_masks for j = 1 … K − 1, K = min(per_image, max(1, n_masks // n_images))
+    so that no image gets the same mask twice. Returns n_images lists of K indices."""
+    k = min(per_image, max(1, n_masks // n_images))
+    return [[(i + j * n_images) % n_masks for j in range(k)] for i in range(n_images)]
 
 
 def _make_grid(cells: list[list[torch.Tensor]], labels: list[str], size: int):
@@ -1111,6 +1140,7 @@ def evaluate(
     published: PathLike | None = None,
     adapt: int = 0,
     texture: float = 0.0,
+    masks_per_image: int = 1,
 ) -> dict:
     """Evaluate ``models`` and ``baselines`` on the images ``data`` with the mask protocol ``masks``.
 
@@ -1137,6 +1167,8 @@ def evaluate(
             steps of per-photo adaptation (:func:`dualinpaint.adapt.adapt`, seeded per image from ``seed``).
         texture: > 0 adds a row ``"<label> texture-S"`` per model: the deterministic fill with texture
             transferred from the known region at strength S (:func:`dualinpaint.texture.transfer_texture`).
+        masks_per_image: K masks per image and bucket (see the module docstring): K fills per image, one
+            row each; every bucket mean is over its fills.
 
     Returns the content of ``results.json``: ``{protocol, software, command, args, methods, aggregates,
     rows, paths}``. Rows are ordered by bucket, method, image.
@@ -1166,6 +1198,7 @@ def evaluate(
             published=read_published(published) if published is not None else None,
             adapt=adapt,
             texture=texture,
+            masks_per_image=masks_per_image,
         )
     finally:
         torch.set_num_threads(previous)
@@ -1189,6 +1222,7 @@ def _evaluate(
     published: dict | None,
     adapt: int = 0,
     texture: float = 0.0,
+    masks_per_image: int = 1,
 ) -> dict:
     from tqdm import tqdm
 
@@ -1200,6 +1234,8 @@ def _evaluate(
         raise ValueError(f"best_of must be an int >= 0, got {best_of!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if isinstance(masks_per_image, bool) or not isinstance(masks_per_image, int) or masks_per_image < 1:
+        raise ValueError(f"masks_per_image must be an int >= 1, got {masks_per_image!r}")
     if isinstance(models, str | Path):
         models = [models]
     baseline_names = _parse_baselines(baselines)
@@ -1238,15 +1274,13 @@ def _evaluate(
     out.mkdir(parents=True, exist_ok=True)
     cache = _Cache(out / CACHE_NAME)
     grid_pairs = {(bi, bi % n_images) for bi in range(min(len(buckets), GRID_MAX_ROWS))}
+    fills = [mask_assignment(len(b.masks), n_images, masks_per_image) for b in buckets]
 
-    def key_of(bi: int, i: int, method: Method) -> str:
-        b = buckets[bi]
-        mi = i % len(b.masks)
-        return _cache_key(method, size, dataset.sha256[i], b.mask_sha256[mi], seed)
+    def key_of(bi: int, i: int, mi: int, method: Method) -> str:
+        return _cache_key(method, size, dataset.sha256[i], buckets[bi].mask_sha256[mi], seed)
 
-    def compute(bi: int, i: int, method: Method, image: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    def compute(bi: int, i: int, mi: int, method: Method, image: torch.Tensor) -> tuple[dict, torch.Tensor]:
         b = buckets[bi]
-        mi = i % len(b.masks)
         mask = b.masks[mi]
         run_seed = _sample_seed(seed, dataset.sha256[i], b.mask_sha256[mi])
         masked = image * (1 - mask)  # no method sees the hole's pixels
@@ -1257,31 +1291,30 @@ def _evaluate(
         row = {**score(pred, image, mask), "lpips": None, "seconds": seconds, **extra}
         return row, pred
 
-    def save_output(bi: int, i: int, method: Method, pred: torch.Tensor) -> None:
-        path = _output_path(out, buckets[bi].name, method.label, i, dataset.names[i])
+    def save_output(bi: int, i: int, mi: int, method: Method, pred: torch.Tensor) -> None:
+        first = mi == fills[bi][i][0]  # the first mask keeps the name it has with one mask per image
+        path = _output_path(out, buckets[bi].name, method.label, i, dataset.names[i], None if first else mi)
         save_image_atomic(tensor_to_pil(pred), path)
 
-    total = n_images * len(buckets) * len(methods)
+    total = sum(len(f[i]) for f in fills for i in range(n_images)) * len(methods)
     computed = 0
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     try:
         for i in range(n_images):
-            todo = [
-                (bi, method)
-                for bi in range(len(buckets))
-                for method in methods
-                if key_of(bi, i, method) not in cache
+            every = [
+                (bi, mi, method) for bi in range(len(buckets)) for mi in fills[bi][i] for method in methods
             ]
-            bar.update((len(buckets) * len(methods)) - len(todo))
+            todo = [(bi, mi, method) for bi, mi, method in every if key_of(bi, i, mi, method) not in cache]
+            bar.update(len(every) - len(todo))
             if not todo:
                 continue
             image = _load_image(dataset, i)
-            for bi, method in todo:
+            for bi, mi, method in todo:
                 bar.set_postfix_str(f"{buckets[bi].name} · {method.label}", refresh=False)
-                row, pred = compute(bi, i, method, image)
-                if save_outputs or (bi, i) in grid_pairs:
-                    save_output(bi, i, method, pred)  # before the cache entry: cached ⇒ saved
-                cache.add(key_of(bi, i, method), row)
+                row, pred = compute(bi, i, mi, method, image)
+                if save_outputs or ((bi, i) in grid_pairs and mi == fills[bi][i][0]):
+                    save_output(bi, i, mi, method, pred)  # before the cache entry: cached ⇒ saved
+                cache.add(key_of(bi, i, mi, method), row)
                 computed += 1
                 bar.update(1)
     finally:
@@ -1290,9 +1323,8 @@ def _evaluate(
     rows = []
     for bi, b in enumerate(buckets):
         for method in methods:
-            for i in range(n_images):
-                mi = i % len(b.masks)
-                cached = cache.get(key_of(bi, i, method))
+            for i, mi in [(i, mi) for i, image_fills in enumerate(fills[bi]) for mi in image_fills]:
+                cached = cache.get(key_of(bi, i, mi, method))
                 row = {
                     "bucket": b.name,
                     "method": method.label,
@@ -1320,13 +1352,14 @@ def _evaluate(
     cells, labels = [], ["masked input", *[m.label for m in methods], "real"]
     for bi, i in sorted(grid_pairs):
         b = buckets[bi]
-        mask = b.masks[i % len(b.masks)]
+        mi = fills[bi][i][0]
+        mask = b.masks[mi]
         image = _load_image(dataset, i)
         row_cells = [image * (1 - mask) + mask]  # hole shown white
         for method in methods:
             path = _output_path(out, b.name, method.label, i, dataset.names[i])
             if not path.is_file():  # e.g. an older cache without the PNG: recompute for the picture only
-                save_output(bi, i, method, compute(bi, i, method, image)[1])
+                save_output(bi, i, mi, method, compute(bi, i, mi, method, image)[1])
             row_cells.append(pil_to_tensor(_open_png(path)))
         row_cells.append(image)
         cells.append(row_cells)
@@ -1339,7 +1372,14 @@ def _evaluate(
         "limit": limit,
         "quantisation": "uint8 (round, clip) before metrics",
         "transform": f"shorter side to {size} (antialiased bilinear), centre crop {size}x{size}",
-        "mask_assignment": "image i of a bucket uses mask i mod len(bucket)",
+        "masks_per_image": masks_per_image,
+        "mask_assignment": "image i of a bucket uses mask i mod len(bucket)"
+        + (
+            f", and masks (i + j·{n_images}) mod len(bucket) for j = 1 … {masks_per_image - 1}, at most "
+            f"len(bucket) // {n_images} masks per image"
+            if masks_per_image > 1
+            else ""
+        ),
         "input": "ground truth with the hole set to 0 (mid grey); the hole's pixels are never passed",
         "metrics": {
             "psnr": f"10·log10(255²/MSE) over the whole image, capped at {PSNR_CAP_DB:g} dB",
@@ -1353,7 +1393,8 @@ def _evaluate(
             "sum(detail_sum) / sum(detail_ref_sum) over its images (pooled)",
             "contribution": "model minus its own smooth fill (the '<model> own fill' row: "
             "net.prefill composited) in bucket PSNR, hole PSNR and pooled detail ratio; psnr_se and "
-            "hole_psnr_se: standard error of the mean per-fill difference (paired by image and mask); "
+            "hole_psnr_se: standard error of the mean difference (paired by image and mask; each image's "
+            "differences averaged, then the standard error over images); "
             "wins / losses: fills above / below the own fill in PSNR",
             "lpips": "n/a (no weights)",
             "fid": "n/a (no weights)",
@@ -1383,6 +1424,7 @@ def _evaluate(
             "texture": texture,
             "seed": seed,
             "limit": limit,
+            "masks_per_image": masks_per_image,
             "save_outputs": save_outputs,
             "threads": threads,
         },
@@ -1473,6 +1515,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the best-of-K sampling and adaptation")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     parser.add_argument(
+        "--masks-per-image",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K masks per image in each bucket (default 1; at most masks // images, so none repeats): "
+        "K fills per image, a less noisy mean",
+    )
+    parser.add_argument(
         "--save-outputs",
         action="store_true",
         help="keep every output PNG under OUT/outputs (grid rows only otherwise)",
@@ -1510,6 +1560,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             published=args.published,
             adapt=args.adapt,
             texture=args.texture,
+            masks_per_image=args.masks_per_image,
         )
     except ImportError as err:
         print(f"dualinpaint: error: {err}", file=sys.stderr)
