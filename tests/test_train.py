@@ -188,6 +188,28 @@ def test_validation_reports_what_the_network_adds(photo_dir: Path) -> None:
     assert after["val/gain_hole_db"] != 0 and after["val/detail"] != before["val/detail"]
     assert after["val/sample_diff"] >= 0
 
+    # the smooth fill is computed once per batch and handed to both fills: the same numbers as when
+    # each fill computes its own
+    net, calls = trainer.net, []
+    prefill = net.prefill
+    net.prefill = lambda *a: calls.append(1) or prefill(*a)
+    try:
+        assert validate(net, images, holes, batch_size=2) == validate(net, images, holes, batch_size=2)
+        assert len(calls) == 2 * 2  # two batches, twice
+        calls.clear()
+        net.eval()  # in training mode every forward moves spectral norm's power iteration
+        with torch.no_grad():
+            base = prefill(images, holes)
+            g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+            assert torch.equal(net.complete(images, holes, base=base), net.complete(images, holes))
+            assert torch.equal(
+                net.complete(images, holes, samples=2, generator=g1, base=base),
+                net.complete(images, holes, samples=2, generator=g2),
+            )
+        assert len(calls) == 2  # only the fills given no base computed one
+    finally:
+        del net.prefill
+
 
 def test_feature_matching_needs_patch_critics(tiny_cfg: Config) -> None:
     cfg = tiny_cfg.with_overrides(["model.disc_type=resdis", "loss.lambda_fm=1"])

@@ -544,16 +544,18 @@ class DualPathInpainter(nn.Module):
         noise: torch.Tensor | None = None,
         samples: int = 1,
         generator: torch.Generator | None = None,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Fill the hole; pixels outside it are copied from ``image``.
 
         noise None and samples == 1: deterministic fill with z = prior mean. Otherwise each of the
         ``samples`` fills draws z = μ + σ·ε (ε from ``noise`` S×N×Z×h×w if given, else from
         ``generator``). Returns N×3×H×W for the deterministic fill, S×N×3×H×W otherwise.
+        ``base``: ``self.prefill(image, hole)`` when the caller has it already (see ``decoder_inputs``).
         """
         prior, feats = self.encode_masked(image, hole)
         if noise is None and samples == 1:
-            raw = self.decode(prior.mu, feats, hole, image)
+            raw = self.decode(prior.mu, feats, hole, image, self.decoder_inputs(feats, hole, image, base))
             return raw * hole + image * (1 - hole)
         if noise is None:
             noise = torch.randn((samples, *prior.mu.shape), generator=generator, dtype=prior.mu.dtype).to(
@@ -562,7 +564,7 @@ class DualPathInpainter(nn.Module):
         if noise.dim() != 5 or noise.shape[1:] != prior.mu.shape:
             want = "×".join(map(str, prior.mu.shape))
             raise ValueError(f"noise must be S×{want}, got {tuple(noise.shape)}")
-        inputs = self.decoder_inputs(feats, hole, image)  # the smooth fill is computed once, not per sample
+        inputs = self.decoder_inputs(feats, hole, image, base)  # the smooth fill once, not per sample
         return torch.stack(
             [
                 self.decode(prior.rsample(eps), feats, hole, image, inputs) * hole + image * (1 - hole)

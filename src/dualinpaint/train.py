@@ -672,19 +672,20 @@ def validate(
     g = torch.Generator().manual_seed(seed)
     for i in range(0, images.shape[0], batch_size):
         img, hole = images[i : i + batch_size].to(device), holes[i : i + batch_size].to(device)
-        pred = net.complete(img, hole).float().clamp(-1, 1)
+        base = net.prefill(img, hole) if dual else None  # the smooth fill once for all three uses
+        given = {"base": base} if dual else {}  # other families' complete takes no smooth fill
+        pred = net.complete(img, hole, **given).float().clamp(-1, 1)
         rows["val/psnr"].append(psnr(pred, img))
         rows["val/ssim"].append(ssim(pred, img))
         rows["val/psnr_hole"].append(psnr(pred, img, hole))
         energy["fill"].append(gradient_energy(pred, hole)[0])
         energy["real"].append(gradient_energy(img, hole)[0])
-        base = net.prefill(img, hole) if dual else None
         if base is not None:
-            base = composite(base.float().clamp(-1, 1), img, hole)
-            rows.setdefault("val/gain_hole_db", []).append(psnr(pred, img, hole) - psnr(base, img, hole))
-            energy["base"].append(gradient_energy(base, hole)[0])
+            fill = composite(base.float().clamp(-1, 1), img, hole)
+            rows.setdefault("val/gain_hole_db", []).append(psnr(pred, img, hole) - psnr(fill, img, hole))
+            energy["base"].append(gradient_energy(fill, hole)[0])
         if dual:
-            two = net.complete(img, hole, samples=2, generator=g).float().clamp(-1, 1)
+            two = net.complete(img, hole, samples=2, generator=g, **given).float().clamp(-1, 1)
             diff = ((two[0] - two[1]).abs() * hole).sum((1, 2, 3)) / (3 * hole.sum((1, 2, 3))).clamp_min(1)
             rows.setdefault("val/sample_diff", []).append(diff * 127.5)
     net.train(was_training)
