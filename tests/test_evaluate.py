@@ -410,6 +410,31 @@ def test_network_contribution_is_model_minus_own_fill(prefill_run):
         assert "Network contribution of `tiny`: none" in section
     assert "`tinyfill own fill`: `tinyfill`'s own smooth fill" in report
 
+    # the second model against the first, paired on the same fills
+    comps = results["comparisons"]
+    assert [(c["bucket"], c["model"], c["reference"]) for c in comps] == [
+        (b, "tiny", "tinyfill") for b in buckets
+    ]
+    for section, c in zip(sections, comps, strict=True):
+        sel = {
+            m: {
+                r["image_index"]: r
+                for r in results["rows"]
+                if r["bucket"] == c["bucket"] and r["method"] == m
+            }
+            for m in ("tiny", "tinyfill")
+        }
+        diffs = [sel["tiny"][i]["psnr"] - sel["tinyfill"][i]["psnr"] for i in range(FILL_LIMIT)]
+        assert c["psnr"] == pytest.approx(statistics.fmean(diffs), abs=1e-9)
+        assert c["psnr_se"] == pytest.approx(statistics.stdev(diffs) / math.sqrt(FILL_LIMIT), rel=1e-9)
+        assert (c["wins"], c["losses"]) == (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
+        assert c["reference_psnr"] == c["model_psnr"] - c["psnr"]
+        assert (
+            f"`tiny` against `tinyfill` (the same fills): PSNR {c['psnr']:+.3f} ± {c['psnr_se']:.3f} dB, "
+            f"detail {c['detail_ratio']:+.3f}; above it on {c['wins']} of {FILL_LIMIT} fills" in section
+        )
+    assert "compared with the first on the same fills" in report
+
 
 def test_cache_entries_without_detail_are_recomputed(prefill_run, tmp_path):
     root, kwargs = prefill_run["root"], prefill_run["kwargs"]
@@ -569,3 +594,9 @@ def test_masks_per_image_adds_fills_keeps_the_first_and_groups_the_spread(prefil
         with pytest.raises(ValueError, match=rf"masks_per_image must be an int >= 1, got {bad!r}"):
             ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "bad", masks_per_image=bad, **kwargs)
     assert not (tmp_path / "bad").exists()
+
+
+def test_signed_figures_never_print_minus_zero():
+    assert ev._fmt(-0.0001, 3, sign=True) == "+0.000"  # a difference that rounds to nothing
+    assert ev._fmt(-0.01, 3, sign=True) == "-0.010" and ev._fmt(0.004, 2, sign=True) == "+0.00"
+    assert ev._fmt(math.nan, 2, sign=True) == "–"

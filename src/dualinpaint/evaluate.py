@@ -39,6 +39,10 @@ The protocol, stated once (it is also written into every report):
   ``mlbiharmonic`` / ``harmonic`` baselines run the same functions but in float64 and with their own
   iterations and levels (at most 5, by divisibility), so they are not used for this: in float32 vs
   float64 the conjugate-gradient fill differs by a uint8 level or two in a few % of the hole's values.
+- Models against each other: with several models, each model's deterministic row after the first minus
+  the first's (``comparisons``), with the same paired statistics. The same photos and masks on both
+  sides cancel most of the photo-to-photo spread, so checkpoints a few hundredths of a dB apart can be
+  told apart where their contributions' standard errors (a tenth of a dB or more) cannot.
 
 Resuming: every finished (method, image, mask) is appended to ``cache.jsonl`` in the output folder under a
 key made of the method id (for a model: its weights' sha256), the image file's sha256, the mask file's
@@ -806,33 +810,29 @@ def _paired_spread(diffs: dict[Any, list[float]]) -> float:
     return math.sqrt(math.fsum((m - mean) ** 2 for m in means) / (n - 1) / n)
 
 
-def contributions(
-    aggregates: list[dict], pairs: Sequence[tuple[str, str]], rows: Sequence[dict] = ()
+def _paired_differences(
+    aggregates: list[dict], pairs: Sequence[tuple[str, str]], rows: Sequence[dict], other: str
 ) -> list[dict]:
-    """The network's contribution per bucket: for each (model label, own-fill label) pair, the model's
-    bucket aggregate minus its own smooth fill's in :data:`CONTRIBUTION_COLUMNS` (PSNR and hole PSNR in
-    dB, pooled detail ratio), with both sides' values.
-
-    From ``rows`` (per fill), the same fills paired by image and mask: ``paired`` (fills with a finite
-    PSNR on both sides), ``psnr_se`` and ``hole_psnr_se`` (standard error of the mean difference over
-    images, :func:`_paired_spread`: about how far the contribution would move on another draw of photos),
-    and ``wins`` / ``losses`` (fills whose PSNR is above / below the own fill's)."""
+    """Per bucket and (label, other label) pair: the bucket aggregates' differences in
+    :data:`CONTRIBUTION_COLUMNS` with both sides' values (``model_<col>``, ``<other>_<col>``), and from
+    ``rows`` the paired statistics of :func:`contributions`. The second label is stored under ``other``."""
+    prefix = "fill" if other == "own_fill" else other
     by_key = {(a["bucket"], a["method"]): a for a in aggregates}
     per_image: dict[tuple[str, str], dict[tuple[Any, Any], dict]] = {}
     for r in rows:
         per_image.setdefault((r["bucket"], r["method"]), {})[(r["image_index"], r["mask_index"])] = r
     out = []
     for bucket in dict.fromkeys(a["bucket"] for a in aggregates):
-        for model, fill in pairs:
-            a, f = by_key.get((bucket, model)), by_key.get((bucket, fill))
+        for model, second in pairs:
+            a, f = by_key.get((bucket, model)), by_key.get((bucket, second))
             if a is None or f is None:
                 continue
-            entry: dict[str, Any] = {"bucket": bucket, "model": model, "own_fill": fill}
+            entry: dict[str, Any] = {"bucket": bucket, "model": model, other: second}
             for col in CONTRIBUTION_COLUMNS:
                 entry[col] = _float(a[col]) - _float(f[col])
-                entry[f"model_{col}"], entry[f"fill_{col}"] = _float(a[col]), _float(f[col])
+                entry[f"model_{col}"], entry[f"{prefix}_{col}"] = _float(a[col]), _float(f[col])
             if rows:
-                mine, theirs = per_image.get((bucket, model), {}), per_image.get((bucket, fill), {})
+                mine, theirs = per_image.get((bucket, model), {}), per_image.get((bucket, second), {})
                 both = [(mine[k], theirs[k]) for k in mine if k in theirs]
                 for col in ("psnr", "hole_psnr"):
                     grouped: dict[Any, list[float]] = {}
@@ -848,6 +848,31 @@ def contributions(
                 entry["losses"] = sum(d < 0 for d in diffs)
             out.append(entry)
     return out
+
+
+def contributions(
+    aggregates: list[dict], pairs: Sequence[tuple[str, str]], rows: Sequence[dict] = ()
+) -> list[dict]:
+    """The network's contribution per bucket: for each (model label, own-fill label) pair, the model's
+    bucket aggregate minus its own smooth fill's in :data:`CONTRIBUTION_COLUMNS` (PSNR and hole PSNR in
+    dB, pooled detail ratio), with both sides' values (``model_<col>``, ``fill_<col>``).
+
+    From ``rows`` (per fill), the same fills paired by image and mask: ``paired`` (fills with a finite
+    PSNR on both sides), ``psnr_se`` and ``hole_psnr_se`` (standard error of the mean difference over
+    images, :func:`_paired_spread`: about how far the contribution would move on another draw of photos),
+    and ``wins`` / ``losses`` (fills whose PSNR is above / below the own fill's)."""
+    return _paired_differences(aggregates, pairs, rows, "own_fill")
+
+
+def comparisons(
+    aggregates: list[dict], pairs: Sequence[tuple[str, str]], rows: Sequence[dict] = ()
+) -> list[dict]:
+    """Models against a reference model, per bucket: for each (model label, reference label) pair the
+    same differences and paired statistics as :func:`contributions`, the reference's values under
+    ``reference_<col>``. Both fill the same photos with the same masks, so the photo-to-photo spread
+    that dominates a contribution's standard error mostly cancels: differences of a few hundredths of a
+    dB can be told apart."""
+    return _paired_differences(aggregates, pairs, rows, "reference")
 
 
 def _csv_value(value: Any) -> str:
@@ -874,14 +899,15 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def _fmt(value: float, digits: int, scale: float = 1.0, sign: bool = False) -> str:
     if value is None or math.isnan(value):
         return "–"
-    return f"{value * scale:{'+' if sign else ''}.{digits}f}"
+    text = f"{value * scale:{'+' if sign else ''}.{digits}f}"
+    return "+" + text[1:] if sign and text.startswith("-") and float(text) == 0 else text  # not "-0.000"
 
 
-def _se_text(contribution: dict, col: str) -> str:
+def _se_text(contribution: dict, col: str, digits: int = 2) -> str:
     """The text " ± SE" for a contribution column, or nothing (fewer than two paired fills, or an old
     results file without the paired statistics)."""
     se = _float(contribution.get(f"{col}_se"))
-    return "" if math.isnan(se) else f" ± {se:.2f}"
+    return "" if math.isnan(se) else f" ± {se:.{digits}f}"
 
 
 def _wins_text(contribution: dict) -> str:
@@ -1026,6 +1052,13 @@ def render_report(results: dict) -> str:
             "on another draw of photos. The `mlbiharmonic` / `harmonic` "
             "baselines run the same functions but in float64 with their own iterations and levels, so they "
             "are not used for it. A model without a prefill gets no contribution line."
+            + (
+                " With several models, each one after the first is also compared with the first on the same "
+                "fills (`against`), with the same ± and counts; there the photo-to-photo spread mostly "
+                "cancels."
+                if results.get("comparisons")
+                else ""
+            )
         )
         lines.append("")
     lines.append("Mask buckets (folder, kind, hole ratio, masks, manifest sha256):")
@@ -1075,6 +1108,14 @@ def render_report(results: dict) -> str:
                     f"({_fmt(_float(c['fill_detail_ratio']), 3)} → "
                     f"{_fmt(_float(c['model_detail_ratio']), 3)}){_wins_text(c)}."
                 )
+            lines.append("")
+        for c in (c for c in results.get("comparisons", []) if c["bucket"] == b["name"]):
+            lines.append(
+                f"`{c['model']}` against `{c['reference']}` (the same fills): "
+                f"PSNR {_fmt(_float(c['psnr']), 3, sign=True)}{_se_text(c, 'psnr', 3)} dB, "
+                f"detail {_fmt(_float(c['detail_ratio']), 3, sign=True)}"
+                f"{_wins_text(c).replace('its own fill', 'it')}."
+            )
             lines.append("")
     lines.append(f"Command: `{' '.join(results['command'])}`")
     lines.append("")
@@ -1171,7 +1212,7 @@ def evaluate(
             row each; every bucket mean is over its fills.
 
     Returns the content of ``results.json``: ``{protocol, software, command, args, methods, aggregates,
-    rows, paths}``. Rows are ordered by bucket, method, image.
+    contributions, comparisons, rows, paths}``. Rows are ordered by bucket, method, image.
     """
     import torch
 
@@ -1263,8 +1304,11 @@ def _evaluate(
     # baselines first: their checks are cheap, a model load is not
     base_methods = [_baseline_method(name) for name in baseline_names]
     methods: list[Method] = []
+    headline: list[str] = []  # each model's deterministic row
     for source in models:
-        methods += _model_methods(source, best_of, adapt, texture)
+        rows_of_model = _model_methods(source, best_of, adapt, texture)
+        headline.append(rows_of_model[0].label)
+        methods += rows_of_model
     methods += base_methods
     _unique_labels(methods)
     dataset = _load_data(data, size, limit)
@@ -1396,6 +1440,8 @@ def _evaluate(
             "hole_psnr_se: standard error of the mean difference (paired by image and mask; each image's "
             "differences averaged, then the standard error over images); "
             "wins / losses: fills above / below the own fill in PSNR",
+            "comparison": "each model's deterministic row after the first minus the first's, with the "
+            "same paired statistics as the contribution",
             "lpips": "n/a (no weights)",
             "fid": "n/a (no weights)",
         },
@@ -1441,6 +1487,7 @@ def _evaluate(
         **({"published": published} if published else {}),
         "aggregates": aggregates,
         "contributions": contributions(aggregates, pairs, rows),
+        "comparisons": comparisons(aggregates, [(label, headline[0]) for label in headline[1:]], rows),
         "rows": rows,
         "computed": computed,
         "cached": total - computed,
