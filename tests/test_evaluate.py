@@ -600,3 +600,27 @@ def test_signed_figures_never_print_minus_zero():
     assert ev._fmt(-0.0001, 3, sign=True) == "+0.000"  # a difference that rounds to nothing
     assert ev._fmt(-0.01, 3, sign=True) == "-0.010" and ev._fmt(0.004, 2, sign=True) == "+0.00"
     assert ev._fmt(math.nan, 2, sign=True) == "–"
+
+
+def test_checkpoints_of_one_config_share_their_own_fill(prefill_run, tmp_path):
+    """The own-fill row depends on the fill's settings, not on the weights: a second checkpoint evaluated
+    into the same folder computes only its own rows, and its own fill is the first one's."""
+    root, cfg = prefill_run["root"], prefill_run["cfg"]
+    net = load_model(root / "tinyfill")[0]
+    with torch.no_grad():
+        for param in net.parameters():
+            param.mul_(0.9)
+    save_weights(tmp_path / "other", net, cfg, 1)
+    photos, masks, out = root / "photos", root / "masks", tmp_path / "out"
+    kwargs = dict(size=SIZE, limit=1, progress=False)
+    first = ev.evaluate(photos, masks, out, models=[root / "tinyfill"], **kwargs)
+    both = ev.evaluate(photos, masks, out, models=[root / "tinyfill", tmp_path / "other"], **kwargs)
+    buckets = len(first["protocol"]["masks"]["buckets"])
+    assert both["computed"] == buckets  # the other checkpoint's deterministic rows only
+    fills = [
+        [r["psnr"] for r in both["rows"] if r["method"] == f"{m} own fill"] for m in ("tinyfill", "other")
+    ]
+    assert fills[0] == fills[1] and len(fills[0]) == buckets
+    ids = {m["label"]: m["method_id"] for m in both["methods"]}
+    assert ids["tinyfill own fill"] == ids["other own fill"] != ids["tinyfill"]
+    assert ids["tinyfill own fill"] == "prefill:biharmonic_fill:iters=8:levels=4:float32"

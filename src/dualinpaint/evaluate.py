@@ -45,8 +45,9 @@ The protocol, stated once (it is also written into every report):
   told apart where their contributions' standard errors (a tenth of a dB or more) cannot.
 
 Resuming: every finished (method, image, mask) is appended to ``cache.jsonl`` in the output folder under a
-key made of the method id (for a model: its weights' sha256), the image file's sha256, the mask file's
-sha256, the size and the cache version; a rerun skips those entries. Version 2 added the detail sums: a
+key made of the method id (for a model: its weights' sha256; for its own smooth fill: the fill's function,
+iterations, levels and dtype, so checkpoints of one config share it), the image file's sha256, the mask
+file's sha256, the size and the cache version; a rerun skips those entries. Version 2 added the detail sums: a
 version-1 entry (no detail) never matches a version-2 key, so it is recomputed, not read. Metrics are
 deterministic, so a rerun or a resumed run gives the same tables (the timing column aside).
 
@@ -482,7 +483,9 @@ def _model_methods(
             "levels": cfg.model.n_down + 1,
             "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
         }
-        fill = Method(f"{label} own fill", f"model:{weights_sha}:prefill", "model fill", own_fill, fill_info)
+        # keyed by what the fill depends on, not by the weights: checkpoints of one config share it
+        fill_id = "prefill:{function}:iters={iters}:levels={levels}:{dtype}".format(**fill_info)
+        fill = Method(f"{label} own fill", fill_id, "model fill", own_fill, fill_info)
         methods[0].own_fill = fill
     if adapt_steps > 0 and cfg.model.family == "dualpath":
         from .adapt import DEFAULT_BATCH, DEFAULT_LR, L1_WEIGHT, adapt
