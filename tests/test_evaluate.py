@@ -550,6 +550,7 @@ def test_masks_per_image_adds_fills_keeps_the_first_and_groups_the_spread(prefil
     kwargs = dict(models=[root / "tinyfill"], size=SIZE, limit=FILL_LIMIT, progress=False)
     one = ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "out", **kwargs)
     two = ev.evaluate(root / "photos", tmp_path / "masks", tmp_path / "out", masks_per_image=2, **kwargs)
+    two_table = metric_table(tmp_path / "out")
     strokes = len(ev.STROKE_BINS)
     assert two["computed"] == strokes * FILL_LIMIT * 2  # the second masks only, for both methods
     assert two["protocol"]["masks_per_image"] == 2 and two["args"]["masks_per_image"] == 2
@@ -585,6 +586,15 @@ def test_masks_per_image_adds_fills_keeps_the_first_and_groups_the_spread(prefil
     report = (tmp_path / "out" / ev.REPORT_MD).read_text()
     assert f"and up to 1 more, masks (*i* + *j*·{FILL_LIMIT}) mod (masks in the bucket)" in report
     assert "| LPIPS ↓ | FID ↓ | fills | s/image |" in report
+
+    # more than the bucket holds without repeats: as many as it does, and a warning that names the
+    # stroke buckets (not the centre's single mask)
+    with pytest.warns(UserWarning, match=r"masks_per_image=3: .*: stroke_01-10 2, stroke_10-20 2") as seen:
+        three = ev.evaluate(
+            root / "photos", tmp_path / "masks", tmp_path / "out", masks_per_image=3, **kwargs
+        )
+    assert three["computed"] == 0 and metric_table(tmp_path / "out") == two_table
+    assert "center" not in str(seen[0].message)
 
     parser = argparse.ArgumentParser()
     ev.add_evaluate_arguments(parser)

@@ -1322,6 +1322,17 @@ def _evaluate(
     cache = _Cache(out / CACHE_NAME)
     grid_pairs = {(bi, bi % n_images) for bi in range(min(len(buckets), GRID_MAX_ROWS))}
     fills = [mask_assignment(len(b.masks), n_images, masks_per_image) for b in buckets]
+    short = [  # a bucket of one mask (the centre square) is one fill per image by design: not reported
+        f"{b.name} {len(f[0])}"
+        for b, f in zip(buckets, fills, strict=True)
+        if len(b.masks) > 1 and len(f[0]) < masks_per_image
+    ]
+    if short:
+        warnings.warn(
+            f"masks_per_image={masks_per_image}: fewer per image where a bucket has too few masks for that "
+            f"many without repeats (masks // images): {', '.join(short)}",
+            stacklevel=3,
+        )
 
     def key_of(bi: int, i: int, mi: int, method: Method) -> str:
         return _cache_key(method, size, dataset.sha256[i], buckets[bi].mask_sha256[mi], seed)
