@@ -503,11 +503,18 @@ def _extra_row(prefill_run, out, label: str, **kw):
     return load_model(root / "tinyfill")[0], image * (1 - mask), mask, image, row
 
 
-def test_texture_rows_are_the_fill_with_texture_and_their_own_contribution(prefill_run, tmp_path):
+def test_texture_rows_are_the_fill_with_texture_and_their_own_contribution(
+    prefill_run, tmp_path, monkeypatch
+):
     from dualinpaint.texture import transfer_texture
 
+    calls = []
+    complete = DualPathInpainter.complete
+    monkeypatch.setattr(DualPathInpainter, "complete", lambda *a, **k: calls.append(1) or complete(*a, **k))
     label = "tinyfill texture-1.5"
     net, masked, mask, image, row = _extra_row(prefill_run, tmp_path / "tex", label, texture=1.5)
+    buckets = len(ev.load_protocol(prefill_run["root"] / "masks")[0])
+    assert len(calls) == buckets  # one fill per photo and mask: the texture row starts from the headline's
     with torch.inference_mode():
         expected = ev.score(transfer_texture(net.complete(masked, mask), mask, strength=1.5), image, mask)
     assert {k: row[k] for k in expected} == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
