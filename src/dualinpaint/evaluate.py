@@ -846,15 +846,14 @@ def _paired_differences(
             if rows:
                 mine, theirs = per_image.get((bucket, model), {}), per_image.get((bucket, second), {})
                 both = [(mine[k], theirs[k]) for k in mine if k in theirs]
-                for col in ("psnr", "hole_psnr"):
-                    grouped: dict[Any, list[float]] = {}
+                by_image: dict[str, dict[Any, list[float]]] = {"psnr": {}, "hole_psnr": {}}
+                for col, grouped in by_image.items():  # the finite differences, grouped by image
                     for m, t in both:
                         d = _float(m[col]) - _float(t[col])
                         if math.isfinite(d):
                             grouped.setdefault(m["image_index"], []).append(d)
                     entry[f"{col}_se"] = _paired_spread(grouped)
-                diffs = [_float(m["psnr"]) - _float(t["psnr"]) for m, t in both]
-                diffs = [d for d in diffs if math.isfinite(d)]
+                diffs = [d for image_diffs in by_image["psnr"].values() for d in image_diffs]
                 entry["paired"] = len(diffs)
                 entry["wins"] = sum(d > 0 for d in diffs)
                 entry["losses"] = sum(d < 0 for d in diffs)
@@ -922,11 +921,12 @@ def _se_text(contribution: dict, col: str, digits: int = 2) -> str:
     return "" if math.isnan(se) else f" ± {se:.{digits}f}"
 
 
-def _wins_text(contribution: dict) -> str:
+def _wins_text(contribution: dict, other: str = "its own fill") -> str:
+    """The text "; above ``other`` on W of N fills, below on L", or nothing without paired fills."""
     if not contribution.get("paired"):
         return ""
     c = contribution
-    return f"; above its own fill on {c['wins']} of {c['paired']} fills, below on {c['losses']}"
+    return f"; above {other} on {c['wins']} of {c['paired']} fills, below on {c['losses']}"
 
 
 PUBLISHED_COLUMNS = ("method", "masks", "psnr", "ssim")
@@ -1126,7 +1126,7 @@ def render_report(results: dict) -> str:
                 f"`{c['model']}` against `{c['reference']}` (the same fills): "
                 f"PSNR {_fmt(_float(c['psnr']), 3, sign=True)}{_se_text(c, 'psnr', 3)} dB, "
                 f"detail {_fmt(_float(c['detail_ratio']), 3, sign=True)}"
-                f"{_wins_text(c).replace('its own fill', 'it')}."
+                f"{_wins_text(c, 'it')}."
             )
             lines.append("")
     lines.append(f"Command: `{' '.join(results['command'])}`")
@@ -1363,7 +1363,7 @@ def _evaluate(
         path = _output_path(out, buckets[bi].name, method.label, i, dataset.names[i], None if first else mi)
         save_image_atomic(tensor_to_pil(pred), path)
 
-    total = sum(len(f[i]) for f in fills for i in range(n_images)) * len(methods)
+    total = sum(len(image_fills) for bucket_fills in fills for image_fills in bucket_fills) * len(methods)
     computed = 0
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     try:
