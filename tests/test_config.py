@@ -87,3 +87,16 @@ def test_partial_yaml_file_uses_defaults(tmp_path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("model: {ngf: 16}\n")
     assert load_config(p).model.ngf == 16
+
+
+def test_config_paths_named_in_the_readme_load_from_the_repository_root() -> None:
+    """`configs/NAME.yaml` in the README is a real path from a checkout's root (the presets' folder)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    named = set(re.findall(r"`(configs/[\w/.-]+\.yaml)`", (root / "README.md").read_text()))
+    assert named, "the README names no configs/*.yaml file"
+    for rel in sorted(named):
+        assert (root / rel).is_file(), rel
+        assert load_config(root / rel) == load_config(rel.removeprefix("configs/").removesuffix(".yaml"))
