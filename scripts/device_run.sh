@@ -14,9 +14,9 @@
 #      timing, added to the same file under "prefill")
 #   3. train the photo-psnr preset (issue 15's best recipe; RECIPE=PRESET to change it) at 256² crops in
 #      bf16 + channels_last until the time left (--time-limit): fine-tuned from INIT where one is given
-#      (by default the git-ignored runs/device-init when it exists: carry it), else from scratch;
-#      checkpointed about every
-#      minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
+#      (by default the git-ignored runs/device-init when it exists: carry it; else the packaged default
+#      model, its critics fresh and trained alone for D_WARMUP steps first), else from scratch;
+#      checkpointed about every minute (the rehearsal: the same preset at 64², 6 steps); a background loop turns the run's
 #      latest state.pt into OUTDIR files every CONVERT_EVERY seconds. A corpus with fewer than 4 × BATCH
 #      training photos is listed several times over (each listing gets its own crops and masks), so that
 #      a batch larger than the corpus works. A run that fails before its first checkpoint is tried once
@@ -31,8 +31,10 @@
 # data/debian-photos (train.flist, val.flist, images/; a plain folder of images works too).
 # Knobs (environment): BUDGET (s, 500), BATCH (160), WORKERS (6), CONVERT_EVERY (60), PYTHON (python3),
 # RECIPE (photo-psnr), INIT (a run folder with state.pt, whose generator, EMA and critics are loaded, or a
-# .safetensors file / model folder (generator and EMA); default runs/device-init if present; "none" =
-# from scratch). The INIT's parameter shapes must match RECIPE's networks.
+# .safetensors file / model folder (generator and EMA); default runs/device-init if present, else the
+# packaged default model where its networks are RECIPE's (a fresh machine has no runs/device-init);
+# "none" = from scratch). The INIT's parameter shapes must match RECIPE's networks. D_WARMUP (50):
+# critic-only steps at the start when INIT has no critics (optim.d_warmup).
 # Always exits 0 once its arguments are accepted; 2 for wrong arguments.
 
 set -u
@@ -59,17 +61,21 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$OUTDIR" ] || usage "OUTDIR is missing"
-for knob in BUDGET BATCH WORKERS CONVERT_EVERY; do  # whole numbers; all but WORKERS at least 1
+for knob in BUDGET BATCH WORKERS CONVERT_EVERY D_WARMUP; do  # whole numbers; BUDGET BATCH CONVERT_EVERY ≥ 1
     value=${!knob-}
     [ -z "$value" ] || [[ "$value" =~ ^[0-9]+$ ]] || usage "$knob must be a whole number (got '$value')"
-    [ -z "$value" ] || [ "$knob" = WORKERS ] || [ "$value" -gt 0 ] || usage "$knob must be at least 1"
+    [ -z "$value" ] || [ "$knob" = WORKERS ] || [ "$knob" = D_WARMUP ] || [ "$value" -gt 0 ] ||
+        usage "$knob must be at least 1"
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=${RECIPE:-photo-psnr}  # the GPU run's preset
-INIT=${INIT-}  # what the run fine-tunes from; empty: runs/device-init when present, else from scratch
+INIT=${INIT-}  # what the run fine-tunes from; empty: runs/device-init, else the packaged default, else none
+INIT_AUTO=0  # 1: prepare takes the packaged default model when its networks are RECIPE's
 if [ -z "$INIT" ] && [ -d "$ROOT/runs/device-init" ]; then
     INIT="$ROOT/runs/device-init"
+elif [ -z "$INIT" ]; then
+    INIT_AUTO=1
 elif [ "$INIT" = none ]; then
     INIT=""
 elif [ -n "$INIT" ]; then
@@ -117,7 +123,7 @@ if [ "$REHEARSE" = 1 ]; then  # CPU, tiny sizes, a few steps (bench rows: the ti
     BUDGET=${BUDGET:-90}
     T_PREPARE=60 T_TESTS=60 T_BENCH=60 T_PREFILL=30 T_FINAL=60 FINAL_RESERVE=10 TRAIN_STARTUP=20 MIN_TRAIN=10
     # batch 12 > the rehearsal corpus's 9 training photos: the listing-several-times path is rehearsed too
-    BATCH=${BATCH:-12} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2}
+    BATCH=${BATCH:-12} WORKERS=${WORKERS:-1} CONVERT_EVERY=${CONVERT_EVERY:-2} D_WARMUP=${D_WARMUP:-2}
     FALLBACK_BATCH=4 FALLBACK_WORKERS=1 FALLBACK_CKPT_EVERY=2
     # 64²: the recipe's network needs 2×2 at its bottleneck; 8 validation crops keep its steps short
     SIZE=64 STEPS_ARG=(--steps 6 --set train.val_images=8) CKPT_EVERY=2
@@ -144,6 +150,9 @@ else
     # all; the last visit's 8 workers at batch 40 held 0.7 GB, and the machine's /dev/shm was never
     # measured).
     BATCH=${BATCH:-160} WORKERS=${WORKERS:-6} CONVERT_EVERY=${CONVERT_EVERY:-60}
+    # weights without critics (the packaged default): 50 critic-only steps first (50 × 160 crops; the
+    # critics see the loaded generator's fills before their verdict reaches it), a few per cent of the run
+    D_WARMUP=${D_WARMUP:-50}
     # the last visit's batch, workers and checkpoint interval (164 samples/s: about one a minute)
     FALLBACK_BATCH=40 FALLBACK_WORKERS=8 FALLBACK_CKPT_EVERY=120
     SIZE=256 STEPS_ARG=() CKPT_EVERY=""
@@ -256,6 +265,18 @@ def cmd_prepare(a):
         write_flist(paths[:9], data / "train.flist")
         write_flist(paths[9:], data / "val.flist")
     cfg = load_config(a.recipe)
+    init = a.init
+    if not init and a.init_auto:  # no runs/device-init: the packaged default, where its networks fit
+        from dualinpaint import checkpoint as ckpt
+
+        _, shipped, _ = ckpt.read_weights(ckpt.resolve_model("default"))
+        init = "default" if shipped.model == cfg.model else ""
+        print(f"prepare: INIT {init or 'none'} (the packaged default's networks"
+              f" {'are' if init else 'are not'} {a.recipe}'s)", flush=True)
+    critics = bool(init) and (Path(init) / "state.pt").is_file()
+    warmup = a.d_warmup if init and not critics else 0
+    if warmup:  # weights without critics: the fresh critics learn alone first
+        cfg = cfg.with_overrides([f"optim.d_warmup={warmup}"])
     bench_model = a.bench_model
     if bench_model == "random-tiny":
         from dualinpaint import checkpoint as ckpt
@@ -282,6 +303,8 @@ def cmd_prepare(a):
         "TRAIN_CFG": work / "train.yaml",
         "BENCH_MODEL": bench_model,
         "DEVICE": "cuda" if torch.cuda.is_available() else "cpu",
+        "INIT": init,
+        "WARMUP": warmup,
     }
     (work / "prep.env").write_text("".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items()))
 
@@ -541,6 +564,9 @@ def main():
     s.add_argument("--recipe", required=True)
     s.add_argument("--bench-model", default="default")
     s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--init", default="")
+    s.add_argument("--init-auto", type=int, default=0)
+    s.add_argument("--d-warmup", type=int, default=0)
     s = sub.add_parser("prefill")
     s.add_argument("--device", required=True)
     s.add_argument("--preset", default="photo")
@@ -587,18 +613,19 @@ note "mode $MODE, budget ${BUDGET} s, OUTDIR $OUTDIR, corpus ${DATA_DIR:-(made f
 } >>"$LOG" 2>&1
 
 # ---- 0. prepare: the training config (and the rehearsal's corpus)
-PREP_ARGS=(--work "$WORK" --data "$DATA_DIR" --recipe "$RECIPE" --batch "$BATCH")
+PREP_ARGS=(--work "$WORK" --data "$DATA_DIR" --recipe "$RECIPE" --batch "$BATCH" --init "$INIT"
+    --init-auto "$INIT_AUTO" --d-warmup "$D_WARMUP")
 [ "$REHEARSE" = 1 ] && PREP_ARGS+=(--bench-model random-tiny)
-TRAIN_SRC="" VAL_SRC="" N_PHOTOS=0 N_TRAIN=0 TRAIN_CFG="" BENCH_MODEL=default DEVICE=cpu
+TRAIN_SRC="" VAL_SRC="" N_PHOTOS=0 N_TRAIN=0 TRAIN_CFG="" BENCH_MODEL=default DEVICE=cpu WARMUP=0
 if timeout -k 5 "$T_PREPARE" "$PY" "$HELPER" prepare "${PREP_ARGS[@]}" >>"$LOG" 2>&1; then
     # shellcheck disable=SC1091  # written by the helper: TRAIN_SRC, VAL_SRC, N_PHOTOS, N_TRAIN, TRAIN_CFG,
-    # BENCH_MODEL, DEVICE
+    # BENCH_MODEL, DEVICE, INIT, WARMUP
     . "$WORK/prep.env"
 else
     note "prepare FAILED: no training config or corpus (see run.log); training will be skipped"
 fi
 [ "$REHEARSE" = 1 ] && DEVICE=cpu  # the rehearsal benchmarks the CPU even where a GPU is present
-note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}), ${N_PHOTOS} training photos (${N_TRAIN} listed) from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
+note "recipe $RECIPE (${INIT:+fine-tuned from }${INIT:-from scratch}${INIT:+, $WARMUP critic-only steps first}), ${N_PHOTOS} training photos (${N_TRAIN} listed) from $TRAIN_SRC, batch $BATCH, bench on $DEVICE"
 
 # ---- 1. the GPU tests (collected and skipped without CUDA)
 run_step tests "$T_TESTS" "$OUTDIR/tests.log" \

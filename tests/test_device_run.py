@@ -109,6 +109,7 @@ def test_wrong_arguments_exit_2_before_any_work(tmp_path: Path, args: list[str],
         ("WORKERS", "-1", "WORKERS must be a whole number (got '-1')"),
         ("BUDGET", "9.5", "BUDGET must be a whole number (got '9.5')"),
         ("CONVERT_EVERY", "0", "CONVERT_EVERY must be at least 1"),
+        ("D_WARMUP", "-5", "D_WARMUP must be a whole number (got '-5')"),
     ],
 )
 def test_bad_knobs_exit_2_before_any_work(tmp_path: Path, knob: str, value: str, message: str) -> None:
@@ -277,3 +278,33 @@ def test_rehearsal_fine_tunes_from_init(tmp_path: Path) -> None:
     got = load_file(out / "model.safetensors")
     moved = [float((got[k].float() - v).norm() / v.norm()) for k, v in start.items()]
     assert start and max(moved) < 0.05, max(moved)  # six small steps away (a fresh network: ~0.3)
+
+
+@pytest.mark.slow
+def test_without_init_a_fresh_machine_fine_tunes_the_packaged_default(tmp_path: Path) -> None:
+    """No INIT and no runs/device-init (a fresh GPU machine): the run starts from the packaged default
+    model, whose networks are the recipe's, with fresh critics trained alone for D_WARMUP steps."""
+    if (ROOT / "runs" / "device-init").is_dir():
+        pytest.skip("this checkout has a runs/device-init, which the script prefers")
+    env = {k: v for k, v in _env(tmp_path).items() if k != "INIT"}
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--rehearse", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "run.log").read_text()
+    assert "recipe photo-psnr (fine-tuned from default, 2 critic-only steps first)" in log, log[:2000]
+    assert load_config(out / "config.yaml").optim.d_warmup == 2
+    check_weights(out, step=REHEARSAL_STEPS)
+    shipped, _, _ = ckpt.read_weights(ckpt.resolve_model("default"))
+    got = load_file(out / "model.safetensors")
+    moved = [
+        float((got[k].float() - v).norm() / v.norm()) for k, v in shipped.items() if k.endswith(".original")
+    ]
+    assert moved and max(moved) < 0.05, max(moved)  # a few steps from the shipped weights, not fresh ones

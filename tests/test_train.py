@@ -443,6 +443,28 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights(tiny_cfg: Config, p
     assert to_net < 0.25 * to_init
 
 
+def test_critic_warmup_leaves_the_generator_alone_then_hands_over(tiny_cfg: Config, photo_dir: Path) -> None:
+    """optim.d_warmup=2: steps 1-2 change the critics only (generator and EMA weights bit-identical),
+    step 3 updates the generator as usual; the step counter counts warm-up steps."""
+    cfg = tiny_cfg.with_overrides(["optim.ema=0.9", "optim.d_warmup=2"])
+    trainer = Trainer(cfg)
+
+    def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+    net0, ema0, d0 = weights(trainer.net), weights(trainer.ema), weights(trainer.d_gen)
+    stream = stream_for(cfg, photo_dir)
+    for step in (1, 2):
+        values = trainer.train_step(stream).values
+        assert trainer.step == step and "d/total" in values and not any(k.startswith("g/") for k in values)
+    assert all(torch.equal(v, net0[k]) for k, v in weights(trainer.net).items())
+    assert all(torch.equal(v, ema0[k]) for k, v in weights(trainer.ema).items())
+    assert any(not torch.equal(v, d0[k]) for k, v in weights(trainer.d_gen).items())
+    assert "g/total" in trainer.train_step(stream).values
+    assert any(not torch.equal(v, net0[k]) for k, v in weights(trainer.net).items())
+    assert any(not torch.equal(v, ema0[k]) for k, v in weights(trainer.ema).items())
+
+
 @pytest.mark.slow
 def test_ctrl_c_to_the_process_group_saves_and_resumes(tmp_path: Path) -> None:
     """SIGINT to the whole group (what Ctrl-C does, DataLoader workers included): save, exit 130, resume."""

@@ -215,10 +215,12 @@ class OptimConfig:
     n_critic: int = 1  # critic steps per generator step
     ema: float = 0.0  # EMA decay of the generator's weights; 0 = off
     grad_clip: float = 0.0  # max gradient norm for E+G and D; 0 = off
+    d_warmup: int = 0  # the first steps of a run update the critics only (fine-tuning without critics)
 
     def __post_init__(self) -> None:
         s = "optim"
         _check_positive(s, self, "lr_g", "lr_d", "n_critic")
+        _check_nonnegative(s, self, "d_warmup")
         _check(
             0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
             f"optim.beta1={self.beta1}, optim.beta2={self.beta2} must be in [0, 1)",

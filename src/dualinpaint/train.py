@@ -470,17 +470,23 @@ class Trainer:
             )
 
     def train_step(self, stream: BatchStream) -> StepResult:
-        """n_critic critic updates (each on a fresh batch) then one generator update on the last batch."""
+        """n_critic critic updates (each on a fresh batch) then one generator update on the last batch.
+
+        During the first ``optim.d_warmup`` steps of a run only the critics learn: the generator side and
+        its EMA keep their weights (critics that start fresh under a fine-tuned generator first learn what
+        its fills look like)."""
         values: dict[str, float] = {}
         n_critic = self.cfg.optim.n_critic
+        warmup = self.step < self.cfg.optim.d_warmup
         for round_ in range(n_critic):
             batch, positions = stream.next()
             image, hole = self._prepare(batch)
-            last = round_ == n_critic - 1
+            last = round_ == n_critic - 1 and not warmup
             with contextlib.nullcontext() if last else torch.no_grad():
                 out = self.forward(image, hole, positions, round_)
             values.update(self.d_step(image, hole, out, positions, round_))
-        values.update(self.g_step(image, hole, out))
+        if not warmup:
+            values.update(self.g_step(image, hole, out))
         self.step += 1
         return StepResult(all_reduce_mean(values))
 
@@ -968,7 +974,9 @@ def _loop(
                 elapsed = time.time() - t0
                 rate = (s - start_step) * cfg.data.batch_size * dist.world_size * cfg.optim.n_critic / elapsed
                 log.scalars(s, {**last, "perf/samples_per_s": rate})
-                bar.set_postfix(g=f"{last['g/total']:.3f}", d=f"{last['d/total']:.3f}", refresh=False)
+                bar.set_postfix(
+                    g=f"{last.get('g/total', math.nan):.3f}", d=f"{last['d/total']:.3f}", refresh=False
+                )
             if main and s % cfg.train.sample_every == 0:
                 k = min(4, grid_src[0].shape[0])
                 grid = sample_grid(
