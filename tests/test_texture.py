@@ -74,8 +74,9 @@ def test_batch_equals_images_one_by_one() -> None:
     m1 = torch.zeros_like(m0)
     m1[..., 10:40, 50:90] = 1
     batch = transfer_texture(torch.cat([f0, f1]), torch.cat([m0, m1]))
-    assert torch.allclose(batch[:1], transfer_texture(f0, m0), atol=1e-6)
-    assert torch.allclose(batch[1:], transfer_texture(f1, m1), atol=1e-6)
+    # float32 sums over the batch's common box (wider than one image's own): rounding, up to ~2e-5
+    assert torch.allclose(batch[:1], transfer_texture(f0, m0), atol=1e-4)
+    assert torch.allclose(batch[1:], transfer_texture(f1, m1), atol=1e-4)
 
 
 def test_odd_sizes_and_bf16() -> None:
@@ -121,3 +122,32 @@ def test_push_pull_keeps_known_values_and_fills_from_them() -> None:
     hole = out[known == 0]
     assert float(hole.min()) >= 2.0 - 1e-6 and float(hole.max()) <= 4.0 + 1e-6  # within the known range
     assert float(out[0, 0, 8, 4]) < float(out[0, 0, 8, 11])  # nearer values weigh more
+
+
+def test_thin_strokes_stay_smooth_and_thick_holes_get_texture_up_to_their_border() -> None:
+    """The texture follows the hole's local thickness: a stroke narrower than 4 cells (which a smooth
+    fill gets nearly right) gets none at all, even near a large hole; a wider one gets some; a large
+    hole gets full texture from one cell inside its border."""
+    from dualinpaint import texture
+
+    size = 256  # cells of 4 px
+    photo, _, _ = _scene(size=size)
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., 40:220, 60:74] = 1  # a 14-px stroke: half-width 7 px < 2 cells
+    mask[..., 40:220, 90:110] = 1  # a 20-px stroke: half-width 10 px, between 2 and 4 cells
+    mask[..., 64:192, 124:252] = 1  # a 128² hole, 14 px from the wider stroke
+    smooth = F.avg_pool2d(F.pad(photo, (7, 7, 7, 7), mode="replicate"), 15, 1)
+    filled = photo * (1 - mask) + smooth * mask
+    out = transfer_texture(filled, mask)
+    assert torch.equal(out[..., 40:220, 60:74], filled[..., 40:220, 60:74])
+    added = (out - filled)[0].abs().mean(0)
+    assert float(added[64:192, 124:252].mean()) > 0.01
+    fade = texture._thickness_fade(mask, 4)[0, 0]
+    assert float(fade[:, :88].max()) == 0 and float(fade[mask[0, 0] == 0].max()) == 0
+    assert 0 < float(fade[20 + 40, 100]) < 1  # the middle of the 20-px stroke, away from the square
+    assert float(fade[68:188, 128:248].min()) == 1  # full strength one cell inside the square's border
+    assert 0 < float(fade[128, 124]) < 1  # ramping up on the border pixel itself
+    # the same holes at 4× the size (cells of 16 px, measured on a shrunk mask): the same share of texture
+    big = F.interpolate(mask, scale_factor=4.0, mode="nearest")
+    share = float(fade.sum() / mask.sum())
+    assert abs(float(texture._thickness_fade(big, 16).sum() / big.sum()) - share) < 0.02, share

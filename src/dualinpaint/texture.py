@@ -19,8 +19,9 @@ copy whole patches:
    is pasted through the offsets with overlapping Hann windows (normalised so that neighbouring copies
    from different places do not dip in amplitude between cells), brought to the local texture energy of
    the hole's surroundings (a push-pull fill of the known region's energy: a hole in a smooth sky gets
-   none), faded in over ``cell`` px from the hole's border (thin strokes stay smooth), scaled by
-   ``strength`` and added inside the hole.
+   none), weighted by the hole's local thickness (none in strokes narrower than four cells, which a
+   smooth fill already gets nearly right; full where the hole is eight cells or wider, from a cell inside
+   its border), scaled by ``strength`` and added inside the hole.
 
 It is parameter-free and runs on any device; a ``generator`` jitters the offset choice, so samples drawn
 with different seeds get different texture. Tensors are NCHW in [-1, 1]; masks N×1×H×W, 1 = hole.
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TEXTURE_VERSION = 3  # bump when the output changes: evaluation caches key on it
+TEXTURE_VERSION = 4  # bump when the output changes: evaluation caches key on it
 GRID = 64  # cells across the shorter side
 MIN_SHIFT = 3  # cells: known-to-known matches closer than this are the patch itself, not a repetition
 KNOWN_SAMPLES = 512  # known cells whose nearest look-alike votes for an offset
@@ -45,7 +46,8 @@ SMOOTH = 2.0  # Potts weight per disagreeing neighbour, in units of the median b
 SWEEPS = 6
 KNEE = 0.3
 GAIN_MAX = 1.5
-FADE = 1.0  # cells from the hole's border to full strength
+THICK = (2.0, 4.0)  # cells: the hole's local half-width where texture starts, and where it is full
+BORDER = 1.0  # cells from the hole's border to full strength, where the hole is thick enough
 JITTER = 1.0  # data-cost noise (same units as SMOOTH) when a generator is given
 
 
@@ -124,6 +126,31 @@ def _span(any_hole: Tensor, c_px: int, n: int) -> tuple[int, int]:
     where = any_hole.nonzero()
     first, last = int(where[0]), int(where[-1])
     return max(0, (first // c_px - 2) * c_px), min(n, (last // c_px + 3) * c_px)
+
+
+def _thickness_fade(m: Tensor, c_px: int) -> Tensor:
+    """How much texture each pixel of ``m`` (N×1×H×W, 1 = hole) gets, 0…1: none where the hole is thin
+    (local half-width under THICK[0] cells: strokes that a smooth fill gets nearly right), full from
+    THICK[1] cells, ramped up over BORDER cells from the hole's border; 0 outside the hole. Cells wider
+    than 4 px are measured on a mask shrunk to about 4 px per cell and brought back bilinearly."""
+    h, w = m.shape[-2:]
+    f = max(1, c_px // 4)
+    small = m if f == 1 else F.avg_pool2d(F.pad(m, (0, (-w) % f, 0, (-h) % f), mode="replicate"), f)
+    small = (small > 0.5).to(m.dtype)
+    c = c_px / f
+    t0, t1 = THICK[0] * c, THICK[1] * c
+    k = max(1, math.ceil(t1))
+    depth, cur = torch.zeros_like(small), small
+    for _ in range(k):  # chessboard distance to the known region (1 on the border), up to k
+        depth = depth + cur
+        cur = -F.max_pool2d(-cur, 3, 1, 1)  # erosion; beyond the image edge: neither hole nor known
+    # the deepest hole pixel within k px: the hole's local half-width (a separable max)
+    local = F.max_pool2d(F.max_pool2d(depth, (1, 2 * k + 1), 1, (0, k)), (2 * k + 1, 1), 1, (k, 0))
+    thick = ((local - t0) / max(t1 - t0, 1e-6)).clamp(0, 1)
+    fade = thick * (depth / max(1.0, BORDER * c)).clamp(max=1)
+    if f > 1:
+        fade = F.interpolate(fade, scale_factor=float(f), mode="bilinear", align_corners=False)[..., :h, :w]
+    return fade * m
 
 
 def _hann(n: int, like: Tensor) -> Tensor:
@@ -338,10 +365,9 @@ def transfer_texture(
     gain = (energy / (_blur(copied_cells, 1.0) + 1e-6)).sqrt().clamp(max=GAIN_MAX)
     gain = F.interpolate(gain, size=(gh * c_px, gw * c_px), mode="bilinear", align_corners=False)
     gain = gain[..., ya:yb, xa:xb]
-    # 0 on the hole's border, 1 from FADE cells inside (a box filter: thin strokes stay smooth); on the
-    # box, which reaches two cells past every hole pixel, so no hole pixel sees its edge
+    # on the whole image (a hole on the image's edge is as thick as it looks), then on the box
     m_box, x_box = m[..., ya:yb, xa:xb], x[..., ya:yb, xa:xb]
-    fade = (2 * _box_mean(m_box, max(1, round(FADE * c_px))) - 1).clamp(0, 1)
+    fade = _thickness_fade(m, c_px)[..., ya:yb, xa:xb]
     textured = (x_box + fade * strength * gain * copied).clamp(-1, 1)
     out = x.clone()
     out[..., ya:yb, xa:xb] = torch.where(m_box > 0, textured, x_box)  # outside the hole: the input
