@@ -110,7 +110,7 @@ CONV_PID=""
 export DEVICE_RUN_TMP="$WORK/tmp"
 mkdir -p "$DEVICE_RUN_TMP"
 
-# shellcheck disable=SC2317  # called from the EXIT trap
+# shellcheck disable=SC2317,SC2329  # called from the EXIT trap (older, newer shellcheck)
 cleanup() {
     if [ -n "$CONV_PID" ]; then kill "$CONV_PID" 2>/dev/null; wait "$CONV_PID" 2>/dev/null; fi
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
