@@ -236,11 +236,14 @@ def cmd_prepare(a):
     the training list, each photo listed ceil(4·batch / photos) times when there are fewer than
     4 × --batch photos (every listing gets its own crop and mask, and an epoch holds several batches);
     the model the bench times (--bench-model: a name, or "random-tiny" for the rehearsal's small random
-    network); shell assignments in prep.env."""
+    network); the INIT (--init, or with --init-auto the packaged default where its networks are the
+    recipe's) and, for weights without critics, --d-warmup critic-only steps in the config; shell
+    assignments in prep.env."""
     import numpy as np
     import torch
     from PIL import Image
 
+    from dualinpaint import checkpoint as ckpt
     from dualinpaint.config import config_to_yaml, load_config
     from dualinpaint.data import read_image_list, write_flist
 
@@ -267,19 +270,16 @@ def cmd_prepare(a):
     cfg = load_config(a.recipe)
     init = a.init
     if not init and a.init_auto:  # no runs/device-init: the packaged default, where its networks fit
-        from dualinpaint import checkpoint as ckpt
-
         _, shipped, _ = ckpt.read_weights(ckpt.resolve_model("default"))
         init = "default" if shipped.model == cfg.model else ""
         print(f"prepare: INIT {init or 'none'} (the packaged default's networks"
               f" {'are' if init else 'are not'} {a.recipe}'s)", flush=True)
-    critics = bool(init) and (Path(init) / "state.pt").is_file()
+    critics = bool(init) and (Path(init) / ckpt.STATE_NAME).is_file()  # as Trainer.init_from decides
     warmup = a.d_warmup if init and not critics else 0
     if warmup:  # weights without critics: the fresh critics learn alone first
         cfg = cfg.with_overrides([f"optim.d_warmup={warmup}"])
     bench_model = a.bench_model
     if bench_model == "random-tiny":
-        from dualinpaint import checkpoint as ckpt
         from dualinpaint.generator import DualPathInpainter
 
         torch.manual_seed(0)
